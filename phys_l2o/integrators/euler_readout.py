@@ -1,0 +1,32 @@
+"""The paper's single-step Euler read-out (the default integrator).
+
+One evaluation ``h = [dq/dt, dq_dot/dt] = field(q, q_dot)``; a learned step size replaces the
+unknown ``Delta t`` of ``q + Delta t * dq/dt``::
+
+    direction  = W_1 [dq/dt, q]          (Linear(2d -> 1), no bias)
+    next_q_dot = W_2 [dq/dt, dq_dot/dt] + b   (Linear(2d -> 1))
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Integrator, register_integrator
+
+
+@register_integrator("euler-readout")
+class EulerReadout(Integrator):
+    """The paper's read-out: one field evaluation and two learned linear heads (``4d + 1`` weights)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.direction_head = nn.Linear(2 * width, 1, bias=False)
+        self.q_dot_head = nn.Linear(2 * width, 1)
+
+    def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
+        dq_dt, dq_dot_dt = field(q, q_dot)
+        self.nfe = 1
+        direction = self.direction_head(torch.cat([dq_dt, q], dim=-1))
+        next_q_dot = self.q_dot_head(torch.cat([dq_dt, dq_dot_dt], dim=-1))
+        return direction, next_q_dot

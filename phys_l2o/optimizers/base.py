@@ -1,0 +1,64 @@
+"""The optimizer contract shared by learned and hand-designed optimizers.
+
+Parameters of a batch of ``B`` problems live in one tensor ``params`` of shape
+``(batch, coords)``; ``segments`` gives the sizes of the parameter tensors packed into
+``coords`` (e.g. ``(15680, 20, 200, 10)`` for a 784-20-10 MLP). An optimizer is a pair::
+
+    state = optimizer.init_state(params, segments)
+    params, state = optimizer.step(params, grad, state)
+
+``step`` acts on every coordinate of every problem in one tensor program. For learned
+optimizers it is differentiable with respect to the optimizer's own weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+State = dict[str, Any]
+
+
+class LearnedOptimizer(nn.Module):
+    """Base class for optimizers with meta-trainable weights.
+
+    Subclasses implement :meth:`init_state` and :meth:`step`. ``out_mul`` scales the output.
+    """
+
+    #: the name under which the optimizer is registered (used in checkpoints and reports).
+    name: str = "learned"
+
+    def init_state(self, params: Tensor, segments: Sequence[int]) -> State:
+        raise NotImplementedError
+
+    def step(self, params: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this optimizer with :func:`phys_l2o.build_optimizer`."""
+        raise NotImplementedError
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def detach_state(state: State) -> State:
+    """Cut the state from the graph (at the end of a truncation)."""
+    return {k: v.detach() if isinstance(v, Tensor) else v for k, v in state.items()}
+
+
+def segment_ids(segments: Sequence[int], device: torch.device | str | None = None) -> Tensor:
+    """``(coords,)`` index of the parameter tensor each coordinate belongs to."""
+    sizes = torch.as_tensor(list(segments), device=device)
+    return torch.repeat_interleave(torch.arange(len(sizes), device=device), sizes)
+
+
+def segment_normalize(x: Tensor, ids: Tensor, num_segments: int, eps: float = 1e-12) -> Tensor:
+    """Divide ``x`` (``(batch, coords)``) by its L2 norm over each parameter tensor of each problem."""
+    if num_segments == 1:
+        return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+    sq = x.new_zeros(x.shape[0], num_segments).index_add_(1, ids, x * x)
+    return x / sq.sqrt().clamp_min(eps)[:, ids]

@@ -1,0 +1,73 @@
+"""Inverse inertia ``M^{-1}``: how the momentum of the port-Hamiltonian system turns into velocity.
+
+Every module here maps a tensor ``v`` of shape ``(..., d)`` to ``M^{-1} v`` of the same shape.
+The paper learns ``M^{-1} = L L^T`` directly (it never needs ``M`` itself).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class InverseInertia(nn.Module):
+    """Base class: ``forward(v)`` returns ``M^{-1} v`` for ``v`` of shape ``(..., d)``."""
+
+    def matrix(self) -> Tensor:
+        """The ``(d, d)`` matrix ``M^{-1}``."""
+        raise NotImplementedError
+
+    def inertia(self, v: Tensor) -> Tensor:
+        """``M v`` (the inverse of :meth:`forward`), for energies ``1/2 q_dot^T M q_dot``."""
+        return torch.linalg.solve(self.matrix(), v.unsqueeze(-1)).squeeze(-1)
+
+    def forward(self, v: Tensor) -> Tensor:
+        # M^{-1} is symmetric, so the row-vector product v @ M^{-1} equals (M^{-1} v)^T.
+        return v @ self.matrix()
+
+
+class CholeskyInverseInertia(InverseInertia):
+    """The paper's learned inverse inertia ``M^{-1} = L L^T`` (positive semi-definite).
+
+    ``L`` is the weight of a ``Linear(d, d)``; as in the reference code, the layer's bias is
+    kept (and counted in the parameter count) but never used.
+
+    Args:
+        width: the feature width ``d`` of the coordinate.
+        eps: added to the diagonal (``L L^T + eps I``) to make ``M^{-1}`` positive definite,
+            so that ``M`` exists; ``0`` gives the paper's form.
+    """
+
+    def __init__(self, width: int, eps: float = 0.0) -> None:
+        super().__init__()
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        self.factor = nn.Linear(width, width)
+        self.eps = eps
+
+    def matrix(self) -> Tensor:
+        weight = self.factor.weight
+        m_inv = weight @ weight.T
+        if self.eps:
+            m_inv = m_inv + self.eps * torch.eye(weight.shape[0], dtype=weight.dtype,
+                                                 device=weight.device)
+        return m_inv
+
+
+class ConstantInverseInertia(InverseInertia):
+    """A fixed, isotropic inverse inertia ``M^{-1} = c I`` (``c = 1``: identity inertia).
+
+    Not learned. With ``c`` the learning rate it is the inertia of classical momentum.
+    """
+
+    def __init__(self, value: float = 1.0) -> None:
+        super().__init__()
+        if value <= 0:
+            raise ValueError(f"an inverse inertia must be positive, got {value}")
+        self.value = float(value)
+
+    def forward(self, v: Tensor) -> Tensor:
+        return self.value * v
+
+    def inertia(self, v: Tensor) -> Tensor:
+        return v / self.value

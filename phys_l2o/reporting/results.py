@@ -1,0 +1,45 @@
+"""Turn evaluation curves into the machine-readable results (``results.json``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..meta.checkpoint import atomic_write
+from ..meta.stats import finite_or_none, paired_difference, summarize
+
+
+def _clean(value):
+    if isinstance(value, float):
+        return finite_or_none(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def summarize_methods(runs: Mapping[str, dict], params: Mapping[str, int | None],
+                      reference: str | None = "hnn") -> dict[str, dict]:
+    """Per method: ``params``, ``final_loss`` (mean, ci95, median), ``curve`` (mean per step),
+    ``seconds``, and the paired difference of the final loss to ``reference``."""
+    finals = {name: run["curves"][:, -1].double().numpy() for name, run in runs.items()}
+    out = {}
+    for name, run in runs.items():
+        curves = run["curves"].double().numpy()
+        entry = {"params": params.get(name), "final_loss": summarize(finals[name]),
+                 "curve": curves.mean(axis=0).tolist(), "seconds": run.get("seconds")}
+        if reference in finals and name != reference:
+            entry[f"paired_diff_vs_{reference}"] = paired_difference(finals[name],
+                                                                   finals[reference])
+        out[name] = entry
+    return out
+
+
+def write_json(path: str | os.PathLike, results: dict) -> None:
+    """Write ``results`` as strict JSON (non-finite numbers become ``null``), atomically."""
+    text = json.dumps(_clean(results), indent=2, allow_nan=False)
+    atomic_write(path, lambda tmp: open(tmp, "w").write(text + "\n"))

@@ -1,0 +1,146 @@
+"""The paper's experiments as one function each: meta-train the learned optimizers, evaluate
+them with the baselines on the same test problems, and write ``results.json``,
+``results.md`` and the curve plots.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .meta import Schedule, compare, meta_train, save_checkpoint
+from .meta.checkpoint import atomic_write
+from .optimizers import TorchOptimizer, build_optimizer
+from .optimizers.base import LearnedOptimizer
+from .presets import BASELINE_LR, BUDGETS, PAPER_LEARNED, PAPER_RESULTS, STEPS, TEST_PROBLEMS
+from .reporting import method_table, plot_curves, summarize_methods, write_json
+from .seeding import derive_seed, make_generator, resolve_device
+from .tasks import QuadraticTask, Task
+
+LEARNED = ("hnn", "lstm")
+TITLES = {"quadratic": "Table A1: random 10-d quadratics",
+          "mnist-sigmoid": "Table A2: MNIST MLP, sigmoid (meta-training net)",
+          "mnist-relu": "Table A3: MNIST MLP, ReLU (transfer)"}
+
+
+@dataclass
+class Target:
+    """An evaluation target: a task and the key of its baseline learning rates and paper numbers."""
+
+    key: str
+    task: Task
+    label: str | None = None
+
+
+def paper_schedule(task: str, optimizer: str, budget: str, **overrides) -> Schedule:
+    """The schedule of ``optimizer`` on ``task`` for ``budget`` (``paper`` or ``smoke``)."""
+    if budget not in BUDGETS[task]:
+        raise ValueError(f"unknown budget {budget!r}; choose from {sorted(BUDGETS[task])}")
+    preset = PAPER_LEARNED[task][optimizer]
+    fields = {**BUDGETS[task][budget], "steps": STEPS, "unroll": preset["unroll"],
+              "meta_lr": preset["meta_lr"]}
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return Schedule(**fields)
+
+
+def paper_optimizer(task: str, name: str, seed: int, **overrides) -> LearnedOptimizer:
+    """A freshly initialized learned optimizer with the paper's config for ``task``."""
+    config = {**PAPER_LEARNED[task][name]["config"],
+              **{k: v for k, v in overrides.items() if v is not None}}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, f"init-{name}"))
+        return build_optimizer(name, **config)
+
+
+def train_learned(task_name: str, task: Task, budget: str, *, seed: int, device, out: Path,
+                  progress: bool, meta_batch: int | None = None) -> tuple[dict, dict]:
+    """Meta-train the HNN and the LSTM; returns their best-weights optimizers and run records."""
+    optimizers, records = {}, {}
+    for name in LEARNED:
+        schedule = paper_schedule(task_name, name, budget, meta_batch=meta_batch)
+        optimizer = paper_optimizer(task_name, name, seed)
+        result = meta_train(optimizer, task, schedule, seed=seed, device=device, progress=progress)
+        optimizer.load_state_dict(result.best_state)
+        save_checkpoint(out / "checkpoints" / f"{name}.pt", optimizer, task=task_name,
+                        budget=budget, seed=seed, schedule=schedule.to_dict(),
+                        best_epoch=result.best_epoch, best_validation=result.best_validation)
+        optimizers[name] = optimizer
+        records[name] = {"schedule": schedule.to_dict(), "best_epoch": result.best_epoch,
+                         "best_validation": result.best_validation, "seconds": result.seconds,
+                         "skipped_updates": result.skipped_updates,
+                         "validation": [h["validation"] for h in result.history]}
+    return optimizers, records
+
+
+def evaluate_target(target: Target, learned: dict, *, seed: int, device, progress: bool) -> dict:
+    """Every method on the same ``TEST_PROBLEMS`` test problems of ``target``."""
+    problems = target.task.sample(TEST_PROBLEMS, make_generator(seed, "test"), device)
+    methods = dict(learned)
+    methods.update({name: TorchOptimizer(name, lr) for name, lr in BASELINE_LR[target.key].items()})
+    runs = compare(methods, target.task, problems, STEPS, progress=progress)
+    params = {name: opt.num_params() for name, opt in methods.items()}
+    return summarize_methods(runs, params)
+
+
+def reproduce(task_name: str, budget: str = "smoke", *, out: str | os.PathLike,
+              seed: int = 0, device: str | None = None, progress: bool = True,
+              meta_batch: int | None = None, data_root: str | None = None,
+              command: str | None = None) -> dict:
+    """Run one of the paper's experiments end to end and write its reports into ``out``."""
+    device = resolve_device(device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if task_name == "quadratic":
+        train_task = QuadraticTask()
+        targets = [Target("quadratic", train_task)]
+    else:
+        raise ValueError(f"unknown task {task_name!r}; choose from ['quadratic']")
+
+    learned, records = train_learned(task_name, train_task, budget, seed=seed, device=device,
+                                     out=out, progress=progress, meta_batch=meta_batch)
+    results = {"task": task_name, "budget": budget, "seed": seed, "steps": STEPS,
+               "problems": TEST_PROBLEMS, "device": str(device), "torch": torch.__version__,
+               "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+               "confidence_interval": "95% percentile bootstrap of the mean over test problems "
+                                      "(10,000 resamples)",
+               "meta_training": records}
+    evaluated = {t.key: evaluate_target(t, learned, seed=seed, device=device, progress=progress)
+                 for t in targets}
+    if task_name == "quadratic":
+        results["optimizers"] = evaluated["quadratic"]
+    else:
+        results["nets"] = {t.label: {"optimizers": evaluated[t.key]} for t in targets}
+    results["seconds"] = time.perf_counter() - start
+
+    for t in targets:
+        suffix = "" if t.label is None else f"_{t.label}"
+        plot_curves(out / f"curves{suffix}.png", evaluated[t.key], TITLES[t.key])
+    write_json(out / "results.json", results)
+    write_markdown(out / "results.md", results, targets, evaluated, command)
+    return results
+
+
+def write_markdown(path: Path, results: dict, targets: list[Target], evaluated: dict,
+                   command: str | None) -> None:
+    lines = [f"# Results: {results['task']} ({results['budget']} budget, seed {results['seed']})",
+             ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += [f"{results['problems']} test problems shared by every method, {results['steps']} "
+              f"steps each; device {results['device']}, torch {results['torch']}, "
+              f"{results['machine']}; {results['seconds']:.0f} s in all.", ""]
+    for t in targets:
+        lines += [f"## {TITLES[t.key]}", "",
+                  method_table(evaluated[t.key], PAPER_RESULTS[t.key]), ""]
+    lines += ["Final loss: the loss after the last step. Intervals: "
+              f"{results['confidence_interval']}; the paired difference compares each method "
+              "with the HNN on the same problems (negative: lower loss than the HNN). The "
+              "paper's column is its reported mean, from different problems per method.", ""]
+    text = "\n".join(lines)
+    atomic_write(path, lambda tmp: open(tmp, "w").write(text))

@@ -1,0 +1,58 @@
+"""The task contract: a family of problems, sampled and optimized as a batch.
+
+A batch of ``B`` problems is a dict of tensors whose first axis is the problem (``Problems``);
+their parameters are one tensor ``(batch, coords)``. A task gives::
+
+    problems = task.sample(B, generator, device)
+    params   = task.init_params(problems)                 # (batch, coords)
+    loss, grad = task.loss_and_grad(params, problems, t)  # (batch,), (batch, coords)
+
+The loss keeps its graph to ``params`` (meta-training differentiates through it); the
+gradient is always detached (no second-order terms, as in Andrychowicz et al. 2016).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+Problems = dict[str, Tensor]
+
+
+def select(problems: Problems, index: slice | Tensor | Sequence[int]) -> Problems:
+    """The sub-batch ``index`` of a batch of problems."""
+    return {k: v[index] for k, v in problems.items()}
+
+
+class Task:
+    """Base class for batched problem families."""
+
+    #: the task's name in reports.
+    name: str = "task"
+    #: sizes of the parameter tensors of one problem, packed into ``coords`` in this order.
+    segments: tuple[int, ...] = ()
+
+    @property
+    def num_coords(self) -> int:
+        return sum(self.segments)
+
+    def sample(self, num_problems: int, generator: torch.Generator,
+               device: torch.device | str = "cpu") -> Problems:
+        raise NotImplementedError
+
+    def init_params(self, problems: Problems) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, params: Tensor, problems: Problems, step: int) -> Tensor:
+        """Per-problem loss ``(batch,)`` of ``params`` at optimization step ``step``."""
+        raise NotImplementedError
+
+    def loss_and_grad(self, params: Tensor, problems: Problems, step: int) -> tuple[Tensor, Tensor]:
+        """The loss (with its graph, if ``params`` has one) and the detached gradient."""
+        with torch.enable_grad():
+            tracked = params if params.requires_grad else params.detach().requires_grad_(True)
+            loss = self.loss(tracked, problems, step)
+            (grad,) = torch.autograd.grad(loss.sum(), tracked, retain_graph=params.requires_grad)
+        return (loss if params.requires_grad else loss.detach()), grad.detach()
