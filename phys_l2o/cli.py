@@ -58,10 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="meta-train, evaluate and report one of the paper's "
                                            "experiments")
     rep.add_argument("task", choices=TASKS)
-    rep.add_argument("--budget", choices=("smoke", "paper"), default="smoke",
-                     help="smoke: a tiny schedule (under a minute); paper: the paper's schedule")
-    rep.add_argument("--out", type=Path, default=Path("runs/quadratic"),
-                     help="output folder (default runs/quadratic)")
+    rep.add_argument("--budget", choices=("smoke", "paper"), default="paper",
+                     help="paper (default): the paper's schedule; smoke: a tiny schedule that "
+                          "checks the pipeline in under a minute")
+    rep.add_argument("--out", type=Path, default=None,
+                     help="output folder (default runs/<task>)")
     rep.add_argument("--meta-batch", type=positive_int, default=None,
                      help="problems per meta-training trajectory (default: the paper's 1)")
     add_common(rep)
@@ -106,6 +107,7 @@ def make_task(name: str):
 def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     from .reproduce import reproduce
 
+    args.out = args.out or Path("runs") / args.task
     results = reproduce(args.task, args.budget, out=args.out, seed=args.seed, device=args.device,
                         progress=not args.no_progress, meta_batch=args.meta_batch,
                         command="phys-l2o " + shlex.join(argv))
