@@ -25,7 +25,7 @@ PAPER_LEARNED: dict[str, dict[str, dict]] = {
 BUDGETS: dict[str, dict[str, dict]] = {
     "quadratic": {
         "paper": {"epochs": 100, "trajectories": 20, "meta_batch": 1, "validation_problems": 50},
-        "smoke": {"epochs": 5, "trajectories": 10, "meta_batch": 1, "validation_problems": 20},
+        "smoke": {"epochs": 2, "trajectories": 5, "meta_batch": 1, "validation_problems": 10},
     },
     "mnist": {
         "paper": {"epochs": 50, "trajectories": 20, "meta_batch": 1, "validation_problems": 20},

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from phys_l2o.optimizers import (
-    HNN,
     BASELINES,
+    HNN,
     GradientPreprocessing,
     LSTMOptimizer,
     TorchOptimizer,

@@ -17,7 +17,7 @@ from .base import Integrator, register_integrator
 
 @register_integrator("euler-readout")
 class EulerReadout(Integrator):
-    """The paper's read-out: one field evaluation and two learned linear heads (``4d + 1`` weights)."""
+    """The paper's read-out: one field evaluation, two learned linear heads (``4d + 1`` weights)."""
 
     def __init__(self, width: int) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Learned optimizers (HNN, LSTM), the hand-designed baselines, and the registry that builds them."""
+"""Learned optimizers (HNN, LSTM, parameter-state HNN), baselines, and the registry of them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from .base import LearnedOptimizer, State, detach_state, segment_normalize
 from .baselines import BASELINES, TorchOptimizer
 from .hnn import HNN, paper_field
 from .lstm import LSTMOptimizer
+from .parameter_state import ParameterStateOptimizer, momentum_sgd, parameter_field
 from .preprocessing import GradientPreprocessing, NoPreprocessing
 
-LEARNED_OPTIMIZERS: dict[str, type[LearnedOptimizer]] = {"hnn": HNN, "lstm": LSTMOptimizer}
+LEARNED_OPTIMIZERS: dict[str, type[LearnedOptimizer]] = {
+    "hnn": HNN, "lstm": LSTMOptimizer, "hnn-param": ParameterStateOptimizer}
 
 
 def build_optimizer(name: str, **config: Any) -> LearnedOptimizer:
@@ -29,10 +31,13 @@ __all__ = [
     "LSTMOptimizer",
     "LearnedOptimizer",
     "NoPreprocessing",
+    "ParameterStateOptimizer",
     "State",
     "TorchOptimizer",
     "build_optimizer",
     "detach_state",
+    "momentum_sgd",
     "paper_field",
+    "parameter_field",
     "segment_normalize",
 ]

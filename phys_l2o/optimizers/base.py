@@ -57,7 +57,7 @@ def segment_ids(segments: Sequence[int], device: torch.device | str | None = Non
 
 
 def segment_normalize(x: Tensor, ids: Tensor, num_segments: int, eps: float = 1e-12) -> Tensor:
-    """Divide ``x`` (``(batch, coords)``) by its L2 norm over each parameter tensor of each problem."""
+    """Divide ``x`` ``(batch, coords)`` by its L2 norm over each parameter tensor of a problem."""
     if num_segments == 1:
         return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
     sq = x.new_zeros(x.shape[0], num_segments).index_add_(1, ids, x * x)

@@ -45,7 +45,8 @@ class HNN(LearnedOptimizer):
     Args:
         field: the vector field ``(q, q_dot) -> (dq/dt, dq_dot/dt)`` on ``d`` features; ``None``
             builds the paper's field (:func:`paper_field`).
-        preprocessing: apply the L2L preprocessing (``d = 2``) to ``q`` and ``q_dot``; else ``d = 1``.
+        preprocessing: apply the L2L preprocessing (``d = 2``) to ``q`` and ``q_dot``;
+            else ``d = 1``.
         integrator: a registered integrator name (see :data:`phys_l2o.integrators.INTEGRATORS`).
         integrator_options: keyword options of that integrator.
         out_mul: scale of the parameter step.

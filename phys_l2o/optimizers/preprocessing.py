@@ -28,7 +28,8 @@ class GradientPreprocessing(nn.Module):
         threshold = math.exp(-self.k)
         big = v.abs() >= threshold
         # clamp before the log: the unselected branch of `where` must stay finite for autograd
-        log_part = torch.where(big, v.abs().clamp_min(threshold).log() / self.k, -torch.ones_like(v))
+        log_part = torch.where(big, v.abs().clamp_min(threshold).log() / self.k,
+                               -torch.ones_like(v))
         sign_part = torch.where(big, torch.sign(v), math.exp(self.k) * v)
         return torch.cat([log_part, sign_part], dim=-1)
 

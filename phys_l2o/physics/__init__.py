@@ -1,27 +1,48 @@
-"""The pieces of a port-Hamiltonian system, one concept per module, and the field that composes them."""
+"""The pieces of a port-Hamiltonian system, one concept per module, and the field composing them.
+
+Inverse inertia, potential, dissipation and control (``inertia``, ``potential``,
+``dissipation``, ``control``), the positive scales the diagonal pieces are made of
+(``scales``), and :class:`PortHamiltonianField` (``field``).
+"""
 
 from .control import ControlMLP
-from .dissipation import LinearDissipation, MomentumDissipation, PSDDissipation
+from .dissipation import (
+    DiagonalDissipation,
+    LinearDissipation,
+    MomentumDissipation,
+    PSDDissipation,
+)
 from .field import PortHamiltonianField
-from .inertia import CholeskyInverseInertia, ConstantInverseInertia, InverseInertia
+from .inertia import (
+    CholeskyInverseInertia,
+    ConstantInverseInertia,
+    DiagonalInverseInertia,
+    InverseInertia,
+)
 from .potential import (
+    LossPotential,
     Potential,
     PotentialGradientMLP,
     QuadraticPotential,
     ScalarPotentialMLP,
 )
+from .scales import PositiveScale
 
 __all__ = [
     "CholeskyInverseInertia",
     "ConstantInverseInertia",
     "ControlMLP",
+    "DiagonalDissipation",
+    "DiagonalInverseInertia",
     "InverseInertia",
     "LinearDissipation",
+    "LossPotential",
     "MomentumDissipation",
     "PSDDissipation",
     "PortHamiltonianField",
     "Potential",
     "PotentialGradientMLP",
+    "PositiveScale",
     "QuadraticPotential",
     "ScalarPotentialMLP",
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .scales import PositiveScale
+
 
 class LinearDissipation(nn.Module):
     """The paper's dissipation: an unconstrained bias-free ``Linear(2d, 2d)``.
@@ -26,13 +28,14 @@ class LinearDissipation(nn.Module):
 
 
 class PSDDissipation(nn.Module):
-    """A positive semi-definite dissipation ``D = R R^T`` with a learned ``(2d, 2d)`` factor ``R``."""
+    """A positive semi-definite dissipation ``D = R R^T``, ``R`` a learned ``(2d, 2d)`` factor."""
 
     def __init__(self, width: int) -> None:
         super().__init__()
         self.factor = nn.Linear(2 * width, 2 * width, bias=False)
 
-    def matrix(self):
+    def matrix(self) -> Tensor:
+        """The ``(2d, 2d)`` matrix ``D``."""
         weight = self.factor.weight
         return weight @ weight.T
 
@@ -52,3 +55,34 @@ class MomentumDissipation(nn.Module):
     def forward(self, grad_h: Tensor) -> Tensor:
         d = grad_h.shape[-1] // 2
         return torch.cat([torch.zeros_like(grad_h[..., :d]), self.gamma * grad_h[..., d:]], dim=-1)
+
+
+class DiagonalDissipation(nn.Module):
+    """A diagonal, hence positive semi-definite, dissipation ``D = diag(a_q I_d, a_p I_d)``.
+
+    ``D_q = a_q dV/dq`` drains energy through the coordinate (a direct gradient-descent term)
+    and ``D_p = a_p q_dot`` is a friction on the momentum. A positive entry is learned in log
+    space (``learn=True``); a zero entry stays zero.
+
+    Args:
+        width: the feature width ``d``.
+        q: the initial (or fixed) ``a_q >= 0``.
+        p: the initial (or fixed) ``a_p >= 0``.
+        learn: learn ``log a_q`` and ``log a_p`` (their positive entries).
+    """
+
+    def __init__(self, width: int, q: float = 0.0, p: float = 0.0, learn: bool = True) -> None:
+        super().__init__()
+        self.q_scale = PositiveScale(width, q, learn)
+        self.p_scale = PositiveScale(width, p, learn)
+
+    def diagonal(self) -> Tensor:
+        """``[a_q, a_p]`` of shape ``(2d,)``."""
+        return torch.cat([self.q_scale(), self.p_scale()])
+
+    def matrix(self) -> Tensor:
+        """The ``(2d, 2d)`` matrix ``D``."""
+        return torch.diag(self.diagonal())
+
+    def forward(self, grad_h: Tensor) -> Tensor:
+        return grad_h * self.diagonal()

@@ -27,7 +27,8 @@ class PortHamiltonianField(nn.Module):
         potential: gives ``dV/dq`` (``potential.gradient(q)``, or ``potential(q)`` for a plain
             module).
         inverse_inertia: maps a force to an acceleration, ``v -> M^{-1} v``; ``None`` is ``M = I``.
-        dissipation: maps ``[dV/dq, q_dot]`` (``(..., 2d)``) to ``[D_q, D_p]``; ``None`` is ``D = 0``.
+        dissipation: maps ``[dV/dq, q_dot]`` (``(..., 2d)``) to ``[D_q, D_p]``; ``None`` is
+            ``D = 0``.
         control: maps ``q`` to the external force ``G(q)``; ``None`` is ``G = 0``.
     """
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .scales import PositiveScale
+
 
 class InverseInertia(nn.Module):
     """Base class: ``forward(v)`` returns ``M^{-1} v`` for ``v`` of shape ``(..., d)``."""
@@ -71,3 +73,31 @@ class ConstantInverseInertia(InverseInertia):
 
     def inertia(self, v: Tensor) -> Tensor:
         return v / self.value
+
+
+class DiagonalInverseInertia(InverseInertia):
+    """A diagonal inverse inertia ``M^{-1} = diag(c)``, ``c > 0`` of shape ``(d,)``.
+
+    Learned in log space by default (positive definite, so ``M`` always exists); with
+    ``learn=False`` it is the fixed ``c I``, like :class:`ConstantInverseInertia`.
+
+    Args:
+        width: the feature width ``d``.
+        value: the initial (or fixed) ``c``, ``> 0``; e.g. a learning rate.
+        learn: learn ``log c``.
+    """
+
+    def __init__(self, width: int, value: float = 1.0, learn: bool = True) -> None:
+        super().__init__()
+        if not value > 0:
+            raise ValueError(f"an inverse inertia must be positive, got {value}")
+        self.scale = PositiveScale(width, value, learn)
+
+    def matrix(self) -> Tensor:
+        return torch.diag(self.scale())
+
+    def forward(self, v: Tensor) -> Tensor:
+        return v * self.scale()
+
+    def inertia(self, v: Tensor) -> Tensor:
+        return v / self.scale()

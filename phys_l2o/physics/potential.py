@@ -6,6 +6,9 @@ Modules that also know the scalar ``V`` (a true Hamiltonian) implement ``energy(
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
@@ -52,8 +55,10 @@ class PotentialGradientMLP(Potential):
 class ScalarPotentialMLP(Potential):
     """A true potential: an MLP ``d -> hidden -> 1`` for ``V(q)``; ``dV/dq`` comes from autograd.
 
-    Uses ``Softplus`` so that ``dV/dq`` is smooth. The gradient is built with
-    ``create_graph=True`` so the optimizer stays differentiable for meta-training.
+    Uses ``Softplus`` so that ``dV/dq`` is smooth. Where the caller records gradients and
+    either ``q`` or the weights need them, ``dV/dq`` is built with ``create_graph=True`` so the
+    optimizer stays differentiable for meta-training (and through ``q``, e.g. along an ODE
+    solve); under ``torch.no_grad()`` no second-order graph is built.
     """
 
     has_energy = True
@@ -66,11 +71,15 @@ class ScalarPotentialMLP(Potential):
         return self.net(q).squeeze(-1)
 
     def gradient(self, q: Tensor) -> Tensor:
+        # read the caller's grad mode before enable_grad() below overrides it
+        create_graph = torch.is_grad_enabled() and (
+            q.requires_grad or any(p.requires_grad for p in self.parameters()))
         with torch.enable_grad():
-            q_in = q if q.requires_grad else q.detach().requires_grad_(True)
+            # differentiate through q itself only where the caller needs the graph; otherwise
+            # a fresh leaf (q may carry history that is not recorded, e.g. in an adjoint solve)
+            q_in = q if create_graph and q.requires_grad else q.detach().requires_grad_(True)
             energy = self.energy(q_in).sum()
-            (grad,) = torch.autograd.grad(energy, q_in, create_graph=torch.is_grad_enabled()
-                                          and any(p.requires_grad for p in self.parameters()))
+            (grad,) = torch.autograd.grad(energy, q_in, create_graph=create_graph)
         return grad
 
 
@@ -88,3 +97,63 @@ class QuadraticPotential(Potential):
 
     def gradient(self, q: Tensor) -> Tensor:
         return self.stiffness * q
+
+
+class LossPotential(Potential):
+    """The optimizee's loss as the potential: ``dV/dq`` is the loss gradient given at this step.
+
+    For the *parameter-state* formulation (``q = theta``). The loss gradient is known only at
+    ``theta_t`` (one gradient per optimizer step), so it is *held fixed* over the step: the
+    optimizer binds ``g = grad F(theta_t)`` and, for every ``q`` visited while stepping::
+
+        dV/dq(q) = g + c(g)                          (..., d)
+
+    i.e. ``V`` is the loss linearised at ``theta_t`` (``V(q) = F(theta_t) + g . (q - theta_t)``
+    when there is no correction). ``c`` is an optional learned coordinatewise correction
+    (``(..., d) -> (..., d)``, e.g. a small MLP); with it the force is a learned function of the
+    gradient and no longer the gradient of the loss.
+
+    Use :meth:`bound` around the step::
+
+        with field.potential.bound(grad):
+            q_next, q_dot_next = step(field, q, q_dot)
+
+    Args:
+        correction: the learned correction ``c``; ``None`` for the plain loss gradient.
+    """
+
+    def __init__(self, correction: nn.Module | None = None) -> None:
+        super().__init__()
+        self.correction = correction
+        self._grad: Tensor | None = None
+        self._anchor: Tensor | None = None
+
+    @property
+    def has_energy(self) -> bool:  # type: ignore[override]
+        return self.correction is None and self._anchor is not None
+
+    @contextmanager
+    def bound(self, grad: Tensor, anchor: Tensor | None = None) -> Iterator[LossPotential]:
+        """Hold the loss gradient ``grad`` (shape of ``q``) fixed while the block runs.
+
+        ``anchor`` (``theta_t``, shape of ``q``) is only needed for :meth:`energy`.
+        """
+        self._grad, self._anchor = grad, anchor
+        try:
+            yield self
+        finally:
+            self._grad, self._anchor = None, None
+
+    def gradient(self, q: Tensor) -> Tensor:
+        if self._grad is None:
+            raise RuntimeError("LossPotential has no loss gradient bound; call it inside "
+                               "`with potential.bound(grad): ...`")
+        grad = self._grad.expand_as(q)
+        return grad if self.correction is None else grad + self.correction(grad)
+
+    def energy(self, q: Tensor) -> Tensor:
+        """``V(q) - F(theta_t) = g . (q - theta_t)``, shape ``(...)`` (no correction only)."""
+        if not self.has_energy:
+            raise NotImplementedError("LossPotential has a scalar potential only without a "
+                                      "correction and with an anchor bound")
+        return (self._grad * (q - self._anchor)).sum(-1)

@@ -6,8 +6,6 @@ import json
 import os
 from collections.abc import Mapping
 
-import numpy as np
-
 from ..meta.checkpoint import atomic_write
 from ..meta.stats import finite_or_none, paired_difference, summarize
 

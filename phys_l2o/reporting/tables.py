@@ -10,7 +10,7 @@ NAMES = {"hnn": "HNN", "lstm": "LSTM", "adam": "Adam", "rmsprop": "RMSprop", "sg
          "nag": "NAG"}
 
 
-def _fmt(x: float | None) -> str:
+def format_number(x: float | None) -> str:
     if x is None or x != x or x in (float("inf"), float("-inf")):
         return "diverged"
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.3e}"
@@ -34,13 +34,15 @@ def method_table(methods: Mapping[str, dict], paper: Mapping[str, float] | None 
         entry = methods[name]
         loss = entry["final_loss"]
         lo, hi = loss["ci95"]
-        cells = [NAMES.get(name, name), "-" if entry.get("params") is None else str(entry["params"]),
-                 f"{_fmt(loss['mean'])} [{_fmt(lo)}, {_fmt(hi)}]", _fmt(loss["median"])]
+        params = entry.get("params")
+        cells = [NAMES.get(name, name), "-" if params is None else str(params),
+                 f"{format_number(loss['mean'])} [{format_number(lo)}, {format_number(hi)}]",
+                 format_number(loss["median"])]
         diff = entry.get(f"paired_diff_vs_{reference}")
         cells.append("-" if diff is None else
                      f"{diff['mean']:+.3g} [{diff['ci95'][0]:+.3g}, {diff['ci95'][1]:+.3g}]")
         if paper:
-            cells.append(_fmt(paper.get(name)) if name in paper else "-")
+            cells.append(format_number(paper.get(name)) if name in paper else "-")
         if loss.get("diverged"):
             cells[2] += f" ({loss['diverged']} diverged)"
         lines.append("| " + " | ".join(cells) + " |")

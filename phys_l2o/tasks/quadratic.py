@@ -1,4 +1,4 @@
-"""Random quadratics ``F(theta) = ||W theta - y||^2`` (Andrychowicz et al. 2016; the paper's Table A1).
+"""Random quadratics ``F(theta) = ||W theta - y||^2`` (Andrychowicz et al. 2016; Table A1).
 
 ``W`` is ``dim x dim`` and ``y`` is ``dim``, all entries standard normal, fresh per problem;
 ``theta_0 = 0``. The batch is one ``bmm``; the gradient ``2 W^T (W theta - y)`` is analytic.
@@ -40,7 +40,8 @@ class QuadraticTask(Task):
     def loss(self, params: Tensor, problems: Problems, step: int = 0) -> Tensor:
         return self.residual(params, problems).pow(2).sum(-1)
 
-    def loss_and_grad(self, params: Tensor, problems: Problems, step: int = 0) -> tuple[Tensor, Tensor]:
+    def loss_and_grad(self, params: Tensor, problems: Problems,
+                      step: int = 0) -> tuple[Tensor, Tensor]:
         r = self.residual(params, problems)
         grad = 2.0 * torch.bmm(problems["W"].transpose(1, 2), r.detach().unsqueeze(-1)).squeeze(-1)
         return r.pow(2).sum(-1), grad

@@ -1,0 +1,252 @@
+"""Flow maps: advance the state ``(q, q_dot)`` of a field over a time horizon, chosen by name.
+
+A flow map is the numerical solution operator of the port-Hamiltonian field::
+
+    q_T, q_dot_T = flow(field, q, q_dot)        each (..., d)
+
+over ``t in [0, horizon]``; ``flow.nfe`` counts the field evaluations of the last call.
+One registry (:data:`FLOWS`) holds
+
+* the torchdiffeq solvers (``euler``, ``midpoint``, ``heun3``, ``rk4``, ``bosh3``, ``dopri5``,
+  ``dopri8``), with ``rtol``/``atol``, torchdiffeq's ``options`` mapping and the adjoint;
+* the symplectic schemes ``symplectic-euler`` (semi-implicit Euler, kick then drift) and
+  ``leapfrog`` (Stormer-Verlet, half kick, drift, half kick). Explicit schemes do not
+  preserve the Hamiltonian structure; without dissipation and control these two preserve the
+  phase-space volume exactly and keep the energy bounded over long horizons.
+
+The gradient-state read-outs (:mod:`.ode_readout`) and the parameter-state optimizer
+(:class:`phys_l2o.optimizers.ParameterStateOptimizer`) both step with these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchdiffeq import odeint, odeint_adjoint
+
+
+class Flow(nn.Module):
+    """Base class: ``forward(field, q, q_dot) -> (q_T, q_dot_T)``, shapes ``(..., d)``.
+
+    Flows hold no weights; they are modules so that they show in an optimizer's ``repr``.
+
+    Args:
+        horizon: the integration time ``T > 0``.
+    """
+
+    def __init__(self, horizon: float = 1.0) -> None:
+        super().__init__()
+        if not (horizon > 0 and math.isfinite(horizon)):
+            raise ValueError(f"the horizon must be positive and finite, got {horizon}")
+        self.horizon = float(horizon)
+        #: function evaluations of the field in the last call.
+        self.nfe = 0
+
+    def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"horizon={self.horizon}"
+
+
+FLOWS: dict[str, type[Flow]] = {}
+
+
+def register_flow(name: str) -> Callable[[type[Flow]], type[Flow]]:
+    """Class decorator that adds a flow map to :data:`FLOWS` under ``name``."""
+
+    def add(cls: type[Flow]) -> type[Flow]:
+        if name in FLOWS:
+            raise ValueError(f"a flow map named {name!r} is already registered")
+        FLOWS[name] = cls
+        return cls
+
+    return add
+
+
+def make_flow(name: str, options: Mapping[str, Any] | None = None) -> Flow:
+    """Build the flow map registered as ``name`` with keyword ``options``.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the registered ones) or an option
+            the flow map does not take.
+    """
+    if name not in FLOWS:
+        raise ValueError(f"unknown flow map {name!r}; choose from {sorted(FLOWS)}")
+    try:
+        return FLOWS[name](**dict(options or {}))
+    except TypeError as error:
+        raise ValueError(f"bad options for flow map {name!r}: {error}") from error
+
+
+class _CountingField(nn.Module):
+    """The field as torchdiffeq wants it, ``(t, (q, q_dot)) -> (dq/dt, dq_dot/dt)``, counting calls.
+
+    An ``nn.Module`` holding the field, so ``odeint_adjoint`` finds the field's weights.
+    """
+
+    def __init__(self, field: nn.Module) -> None:
+        super().__init__()
+        self.field = field
+        self.nfe = 0
+
+    def forward(self, t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        self.nfe += 1
+        return self.field(*state)
+
+
+def _odeint(field: nn.Module, q: Tensor, q_dot: Tensor, t: Tensor, *, method: str,
+            rtol: float, atol: float, options: Mapping[str, Any] | None,
+            adjoint: bool) -> tuple[Tensor, Tensor, int]:
+    func = _CountingField(field)
+    kwargs = {"rtol": rtol, "atol": atol, "method": method, "options": dict(options or {})}
+    if adjoint:
+        q_t, q_dot_t = odeint_adjoint(func, (q, q_dot), t, **kwargs,
+                                      adjoint_params=tuple(field.parameters()))
+    else:
+        q_t, q_dot_t = odeint(func, (q, q_dot), t, **kwargs)
+    return q_t, q_dot_t, func.nfe
+
+
+def odeint_field(field: nn.Module, q: Tensor, q_dot: Tensor, t: Tensor, *,
+                 method: str = "dopri5", rtol: float = 1e-7, atol: float = 1e-9,
+                 options: Mapping[str, Any] | None = None,
+                 adjoint: bool = False) -> tuple[Tensor, Tensor]:
+    """The trajectory of ``field`` from ``(q, q_dot)`` at the times ``t``, by torchdiffeq.
+
+    Args:
+        field: ``(q, q_dot) -> (dq/dt, dq_dot/dt)`` (autonomous).
+        q, q_dot: the state at ``t[0]``, each ``(..., d)``.
+        t: increasing times ``(time,)``.
+        method, rtol, atol, options: passed to ``torchdiffeq.odeint`` (its defaults).
+        adjoint: use ``odeint_adjoint`` (memory constant in the number of steps).
+
+    Returns:
+        ``(q_t, q_dot_t)``, each ``(time, ..., d)``.
+    """
+    q_t, q_dot_t, _ = _odeint(field, q, q_dot, t, method=method, rtol=rtol, atol=atol,
+                              options=options, adjoint=adjoint)
+    return q_t, q_dot_t
+
+
+class TorchdiffeqFlow(Flow):
+    """A torchdiffeq solver over ``[0, horizon]``; the subclass fixes ``method``.
+
+    Fixed-grid methods take one step of size ``horizon`` unless ``options`` gives a
+    ``step_size``. Adaptive methods pick one step size for the whole state tensor (every
+    coordinate of every problem), so a problem's result depends, within the tolerance, on the
+    others in its batch.
+
+    Args:
+        horizon: the integration time ``T``.
+        rtol, atol: tolerances of adaptive methods (ignored by fixed-grid ones). The defaults
+            are loose, as fits one optimizer step; torchdiffeq's own are ``1e-7`` / ``1e-9``.
+        options: torchdiffeq's per-solver options (``step_size``, ``max_num_steps``, ...).
+        adjoint: differentiate with the adjoint method (``odeint_adjoint``) instead of
+            back-propagating through the solver's operations.
+    """
+
+    method: str = ""
+
+    def __init__(self, horizon: float = 1.0, rtol: float = 1e-3, atol: float = 1e-6,
+                 options: Mapping[str, Any] | None = None, adjoint: bool = False) -> None:
+        super().__init__(horizon)
+        if not (rtol > 0 and atol > 0):
+            raise ValueError(f"tolerances must be positive, got rtol={rtol}, atol={atol}")
+        self.rtol, self.atol = float(rtol), float(atol)
+        self.options = dict(options or {})
+        self.adjoint = bool(adjoint)
+
+    def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
+        t = torch.tensor([0.0, self.horizon], dtype=q.dtype, device=q.device)
+        q_t, q_dot_t, self.nfe = _odeint(field, q, q_dot, t, method=self.method, rtol=self.rtol,
+                                         atol=self.atol, options=self.options,
+                                         adjoint=self.adjoint)
+        return q_t[-1], q_dot_t[-1]
+
+    def extra_repr(self) -> str:
+        return (f"method={self.method!r}, horizon={self.horizon}, rtol={self.rtol}, "
+                f"atol={self.atol}, options={self.options}, adjoint={self.adjoint}")
+
+
+#: the torchdiffeq methods registered as flow maps (and as gradient-state read-outs).
+ODE_METHODS = ("euler", "midpoint", "heun3", "rk4", "bosh3", "dopri5", "dopri8")
+
+for _method in ODE_METHODS:
+    _name = f"{_method.capitalize()}Flow"
+    _cls = type(_name, (TorchdiffeqFlow,), {
+        "method": _method, "__module__": __name__, "__qualname__": _name,
+        "__doc__": f"torchdiffeq's ``{_method}`` over ``[0, horizon]`` (see TorchdiffeqFlow)."})
+    register_flow(_method)(_cls)
+
+
+class _SplitFlow(Flow):
+    """A fixed-step splitting scheme: ``steps`` sub-steps of size ``h = horizon / steps``."""
+
+    def __init__(self, horizon: float = 1.0, steps: int = 1) -> None:
+        super().__init__(horizon)
+        if not (isinstance(steps, int) and steps >= 1):
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        self.steps = steps
+
+    def extra_repr(self) -> str:
+        return f"horizon={self.horizon}, steps={self.steps}"
+
+
+@register_flow("symplectic-euler")
+class SymplecticEuler(_SplitFlow):
+    """Semi-implicit (symplectic) Euler: kick the velocity, then drift with the new velocity.
+
+    With ``h = horizon / steps`` and ``(a_q, a_v) = field(q, v)`` (``a_q = dq/dt``,
+    ``a_v = dq_dot/dt``), each sub-step is::
+
+        v' = v + h a_v(q, v)
+        q' = q + h a_q(q, v')
+
+    Two field evaluations per sub-step. With ``M^{-1} = lr``, dissipation
+    ``diag(0, (1 - mu) / lr)`` and ``h = 1`` it is SGD with momentum ``mu`` exactly.
+
+    Args:
+        horizon: the integration time.
+        steps: sub-steps.
+    """
+
+    def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.horizon / self.steps
+        for _ in range(self.steps):
+            q_dot = q_dot + h * field(q, q_dot)[1]
+            q = q + h * field(q, q_dot)[0]
+        self.nfe = 2 * self.steps
+        return q, q_dot
+
+
+@register_flow("leapfrog")
+class Leapfrog(_SplitFlow):
+    """Stormer-Verlet (leapfrog): half kick, drift, half kick; second order and symplectic.
+
+    Each sub-step of size ``h = horizon / steps`` (notation of :class:`SymplecticEuler`)::
+
+        v_half = v + h/2 a_v(q, v)
+        q'     = q + h a_q(q, v_half)
+        v'     = v_half + h/2 a_v(q', v_half)
+
+    Three field evaluations per sub-step. When ``dV/dq`` is held fixed over the step (the
+    parameter-state optimizer), both kicks see the same gradient.
+
+    Args:
+        horizon: the integration time.
+        steps: sub-steps.
+    """
+
+    def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.horizon / self.steps
+        for _ in range(self.steps):
+            q_dot = q_dot + 0.5 * h * field(q, q_dot)[1]
+            q = q + h * field(q, q_dot)[0]
+            q_dot = q_dot + 0.5 * h * field(q, q_dot)[1]
+        self.nfe = 3 * self.steps
+        return q, q_dot
