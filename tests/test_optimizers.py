@@ -32,6 +32,8 @@ ALL_OPTIMIZERS = {
     "hnn-pre": lambda: HNN(preprocessing=True, normalize=False),
     "lstm": lambda: LSTMOptimizer(),
     "lstm-pre": lambda: LSTMOptimizer(preprocessing=True, out_mul=0.1),
+    "hnn-rk4": lambda: HNN(integrator="rk4"),
+    "hnn-param": lambda: build_optimizer("hnn-param", correction_hidden=4, control=True),
     **{name: (lambda name=name: TorchOptimizer(name, 0.01)) for name in BASELINES},
 }
 
