@@ -13,14 +13,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from .meta import CheckpointError, MetaTrainingDiverged, compare, load_checkpoint, meta_train
+from .meta import MetaTrainingDiverged, compare, load_checkpoint, meta_train
 from .meta.checkpoint import save_checkpoint
 from .optimizers import BASELINES, LEARNED_OPTIMIZERS, TorchOptimizer
 from .presets import BASELINE_LR, BUDGETS, STEPS
 from .reporting import method_table, plot_curves, summarize_methods, write_json
 from .seeding import make_generator, resolve_device
 
-TASKS = ("quadratic",)
+TASKS = ("quadratic", "mnist")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -45,6 +45,9 @@ def positive_float(text: str) -> float:
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None,
+                   help="MNIST data root holding MNIST/raw/ (default: $PHYS_L2O_DATA, else "
+                        "~/.cache/phys-l2o; downloaded there when missing and online)")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto: cuda when available, else cpu")
@@ -88,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lr", type=positive_float, default=None,
                     help="baseline learning rate (default: the paper's for the task)")
     ev.add_argument("--task", choices=TASKS, default="quadratic")
+    ev.add_argument("--activation", default="sigmoid",
+                    help="MNIST: the activation of the target net (sigmoid, relu, tanh, ...)")
     ev.add_argument("--problems", type=positive_int, default=100)
     ev.add_argument("--steps", type=positive_int, default=STEPS)
     ev.add_argument("--out", type=Path, default=None,
@@ -96,12 +101,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_task(name: str):
-    from .tasks import QuadraticTask
+def make_task(name: str, args: argparse.Namespace, device, steps: int, pool: str = "train"):
+    from .tasks import MNISTTask, QuadraticTask
 
     if name == "quadratic":
         return QuadraticTask()
+    if name == "mnist":
+        task = MNISTTask(getattr(args, "activation", "sigmoid"), pool=pool, steps=steps,
+                         data_root=args.data_root, device=device)
+        if task.data_note:
+            print(f"note: {task.data_note}", file=sys.stderr)
+        return task
     raise ValueError(f"unknown task {name!r}; choose from {list(TASKS)}")
+
+
+def baseline_lr(task, name: str) -> float:
+    """The paper's learning rate of a baseline for a task (MNIST: per activation)."""
+    key = task.name
+    if key == "mnist":
+        key = "mnist-relu" if task.activation == "relu" else "mnist-sigmoid"
+    return BASELINE_LR[key][name]
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
@@ -110,6 +129,7 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     args.out = args.out or Path("runs") / args.task
     results = reproduce(args.task, args.budget, out=args.out, seed=args.seed, device=args.device,
                         progress=not args.no_progress, meta_batch=args.meta_batch,
+                        data_root=args.data_root,
                         command="phys-l2o " + shlex.join(argv))
     print((args.out / "results.md").read_text())
     print(f"wrote {args.out}/results.json, results.md and plots in {results['seconds']:.0f} s")
@@ -127,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                               steps=args.steps, unroll=args.unroll, meta_lr=args.meta_lr,
                               validation_problems=args.validation_problems)
     optimizer = paper_optimizer(args.task, args.optimizer, args.seed, out_mul=args.out_mul)
-    task = make_task(args.task)
+    task = make_task(args.task, args, device, schedule.steps)
     try:
         result = meta_train(optimizer, task, schedule, seed=args.seed, device=device,
                             progress=not args.no_progress)
@@ -146,13 +166,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    task = make_task(args.task)
+    task = make_task(args.task, args, device, args.steps, pool="test")
     if args.checkpoint is not None:
         optimizer, _ = load_checkpoint(args.checkpoint, device)
         name = optimizer.name
     else:
         name = args.optimizer
-        optimizer = TorchOptimizer(name, args.lr or BASELINE_LR[args.task][name])
+        optimizer = TorchOptimizer(name, args.lr or baseline_lr(task, name))
     problems = task.sample(args.problems, make_generator(args.seed, "test"), device)
     runs = compare({name: optimizer}, task, problems, args.steps, progress=not args.no_progress)
     methods = summarize_methods(runs, {name: optimizer.num_params()})
@@ -176,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return cmd_train(args)
         return cmd_evaluate(args)
-    except (ValueError, CheckpointError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:  # CheckpointError is a ValueError
         print(f"phys-l2o: error: {error}", file=sys.stderr)
         return 2
 

@@ -33,9 +33,14 @@ BUDGETS: dict[str, dict[str, dict]] = {
     },
 }
 
-#: optimizee steps per problem and test problems per method, for every task and budget.
+#: optimizee steps per problem, for every task and budget.
 STEPS = 100
-TEST_PROBLEMS = 100
+
+#: test problems per method and evaluation target (the smoke MNIST run keeps CI short).
+TEST_PROBLEMS: dict[str, dict[str, int]] = {
+    "quadratic": {"paper": 100, "smoke": 100},
+    "mnist": {"paper": 100, "smoke": 10},
+}
 
 #: learning rates of the hand-designed baselines, per evaluation target.
 BASELINE_LR: dict[str, dict[str, float]] = {

@@ -17,10 +17,17 @@ from .meta import Schedule, compare, meta_train, save_checkpoint
 from .meta.checkpoint import atomic_write
 from .optimizers import TorchOptimizer, build_optimizer
 from .optimizers.base import LearnedOptimizer
-from .presets import BASELINE_LR, BUDGETS, PAPER_LEARNED, PAPER_RESULTS, STEPS, TEST_PROBLEMS
+from .presets import (
+    BASELINE_LR,
+    BUDGETS,
+    PAPER_LEARNED,
+    PAPER_RESULTS,
+    STEPS,
+    TEST_PROBLEMS,
+)
 from .reporting import method_table, plot_curves, summarize_methods, write_json
 from .seeding import derive_seed, make_generator, resolve_device
-from .tasks import QuadraticTask, Task
+from .tasks import MNISTTask, QuadraticTask, Task
 
 LEARNED = ("hnn", "lstm")
 TITLES = {"quadratic": "Table A1: random 10-d quadratics",
@@ -77,9 +84,10 @@ def train_learned(task_name: str, task: Task, budget: str, *, seed: int, device,
     return optimizers, records
 
 
-def evaluate_target(target: Target, learned: dict, *, seed: int, device, progress: bool) -> dict:
-    """Every method on the same ``TEST_PROBLEMS`` test problems of ``target``."""
-    problems = target.task.sample(TEST_PROBLEMS, make_generator(seed, "test"), device)
+def evaluate_target(target: Target, learned: dict, *, problems: int, seed: int, device,
+                    progress: bool) -> dict:
+    """Every method on the same ``problems`` test problems of ``target``."""
+    problems = target.task.sample(problems, make_generator(seed, "test"), device)
     methods = dict(learned)
     methods.update({name: TorchOptimizer(name, lr) for name, lr in BASELINE_LR[target.key].items()})
     runs = compare(methods, target.task, problems, STEPS, progress=progress)
@@ -96,21 +104,34 @@ def reproduce(task_name: str, budget: str = "smoke", *, out: str | os.PathLike,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    note = None
     if task_name == "quadratic":
         train_task = QuadraticTask()
         targets = [Target("quadratic", train_task)]
+    elif task_name == "mnist":
+        train_task = MNISTTask("sigmoid", pool="train", data_root=data_root, device=device)
+        targets = [Target(f"mnist-{act}", MNISTTask(act, pool="test", data_root=data_root,
+                                                      device=device), act)
+                   for act in ("sigmoid", "relu")]
+        note = train_task.data_note
+        if note:
+            print(f"note: {note}")
     else:
-        raise ValueError(f"unknown task {task_name!r}; choose from ['quadratic']")
+        raise ValueError(f"unknown task {task_name!r}; choose from ['mnist', 'quadratic']")
 
     learned, records = train_learned(task_name, train_task, budget, seed=seed, device=device,
                                      out=out, progress=progress, meta_batch=meta_batch)
     results = {"task": task_name, "budget": budget, "seed": seed, "steps": STEPS,
-               "problems": TEST_PROBLEMS, "device": str(device), "torch": torch.__version__,
+               "problems": TEST_PROBLEMS[task_name][budget], "device": str(device),
+               "torch": torch.__version__,
                "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
                "confidence_interval": "95% percentile bootstrap of the mean over test problems "
                                       "(10,000 resamples)",
                "meta_training": records}
-    evaluated = {t.key: evaluate_target(t, learned, seed=seed, device=device, progress=progress)
+    if task_name == "mnist":
+        results["data"] = {"split": train_task.data_split, "note": note}
+    evaluated = {t.key: evaluate_target(t, learned, problems=results["problems"], seed=seed,
+                                        device=device, progress=progress)
                  for t in targets}
     if task_name == "quadratic":
         results["optimizers"] = evaluated["quadratic"]
@@ -132,6 +153,8 @@ def write_markdown(path: Path, results: dict, targets: list[Target], evaluated: 
              ""]
     if command:
         lines += [f"Command: `{command}`", ""]
+    if results.get("data", {}).get("note"):
+        lines += [f"Data: {results['data']['note']}", ""]
     lines += [f"{results['problems']} test problems shared by every method, {results['steps']} "
               f"steps each; device {results['device']}, torch {results['torch']}, "
               f"{results['machine']}; {results['seconds']:.0f} s in all.", ""]

@@ -1,7 +1,7 @@
 """The integrator contract and its registry (one dict from name to class, as in torchdiffeq).
 
 An integrator turns the port-Hamiltonian field and the state ``(q, q_dot)`` of every coordinate
-into the optimizer's output::
+into the optimizer's output:
 
     direction, next_q_dot = integrator(field, q, q_dot)
 

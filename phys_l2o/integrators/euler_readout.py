@@ -1,7 +1,7 @@
 """The paper's single-step Euler read-out (the default integrator).
 
 One evaluation ``h = [dq/dt, dq_dot/dt] = field(q, q_dot)``; a learned step size replaces the
-unknown ``Delta t`` of ``q + Delta t * dq/dt``::
+unknown ``Delta t`` of ``q + Delta t * dq/dt``:
 
     direction  = W_1 [dq/dt, q]          (Linear(2d -> 1), no bias)
     next_q_dot = W_2 [dq/dt, dq_dot/dt] + b   (Linear(2d -> 1))

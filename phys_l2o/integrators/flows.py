@@ -1,11 +1,11 @@
 """Flow maps: advance the state ``(q, q_dot)`` of a field over a time horizon, chosen by name.
 
-A flow map is the numerical solution operator of the port-Hamiltonian field::
+A flow map is the numerical solution operator of the port-Hamiltonian field:
 
     q_T, q_dot_T = flow(field, q, q_dot)        each (..., d)
 
 over ``t in [0, horizon]``; ``flow.nfe`` counts the field evaluations of the last call.
-One registry (:data:`FLOWS`) holds
+One registry (``FLOWS``) holds
 
 * the torchdiffeq solvers (``euler``, ``midpoint``, ``heun3``, ``rk4``, ``bosh3``, ``dopri5``,
   ``dopri8``), with ``rtol``/``atol``, torchdiffeq's ``options`` mapping and the adjoint;
@@ -14,8 +14,8 @@ One registry (:data:`FLOWS`) holds
   preserve the Hamiltonian structure; without dissipation and control these two preserve the
   phase-space volume exactly and keep the energy bounded over long horizons.
 
-The gradient-state read-outs (:mod:`.ode_readout`) and the parameter-state optimizer
-(:class:`phys_l2o.optimizers.ParameterStateOptimizer`) both step with these.
+The gradient-state read-outs (``.ode_readout``) and the parameter-state optimizer
+(``phys_l2o.optimizers.ParameterStateOptimizer``) both step with these.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ FLOWS: dict[str, type[Flow]] = {}
 
 
 def register_flow(name: str) -> Callable[[type[Flow]], type[Flow]]:
-    """Class decorator that adds a flow map to :data:`FLOWS` under ``name``."""
+    """Class decorator that adds a flow map to ``FLOWS`` under ``name``."""
 
     def add(cls: type[Flow]) -> type[Flow]:
         if name in FLOWS:
@@ -120,9 +120,13 @@ def odeint_field(field: nn.Module, q: Tensor, q_dot: Tensor, t: Tensor, *,
 
     Args:
         field: ``(q, q_dot) -> (dq/dt, dq_dot/dt)`` (autonomous).
-        q, q_dot: the state at ``t[0]``, each ``(..., d)``.
+        q: the coordinate at ``t[0]``, ``(..., d)``.
+        q_dot: the velocity at ``t[0]``, ``(..., d)``.
         t: increasing times ``(time,)``.
-        method, rtol, atol, options: passed to ``torchdiffeq.odeint`` (its defaults).
+        method: a torchdiffeq method name, passed to ``torchdiffeq.odeint``.
+        rtol: relative tolerance (torchdiffeq's default when ``None``).
+        atol: absolute tolerance (torchdiffeq's default when ``None``).
+        options: torchdiffeq's per-solver options.
         adjoint: use ``odeint_adjoint`` (memory constant in the number of steps).
 
     Returns:
@@ -143,8 +147,9 @@ class TorchdiffeqFlow(Flow):
 
     Args:
         horizon: the integration time ``T``.
-        rtol, atol: tolerances of adaptive methods (ignored by fixed-grid ones). The defaults
-            are loose, as fits one optimizer step; torchdiffeq's own are ``1e-7`` / ``1e-9``.
+        rtol: relative tolerance of adaptive methods (ignored by fixed-grid ones). The
+            defaults are loose, as fits one optimizer step; torchdiffeq's own are ``1e-7``.
+        atol: absolute tolerance of adaptive methods (torchdiffeq's own default: ``1e-9``).
         options: torchdiffeq's per-solver options (``step_size``, ``max_num_steps``, ...).
         adjoint: differentiate with the adjoint method (``odeint_adjoint``) instead of
             back-propagating through the solver's operations.
@@ -202,7 +207,7 @@ class SymplecticEuler(_SplitFlow):
     """Semi-implicit (symplectic) Euler: kick the velocity, then drift with the new velocity.
 
     With ``h = horizon / steps`` and ``(a_q, a_v) = field(q, v)`` (``a_q = dq/dt``,
-    ``a_v = dq_dot/dt``), each sub-step is::
+    ``a_v = dq_dot/dt``), each sub-step is:
 
         v' = v + h a_v(q, v)
         q' = q + h a_q(q, v')
@@ -228,7 +233,7 @@ class SymplecticEuler(_SplitFlow):
 class Leapfrog(_SplitFlow):
     """Stormer-Verlet (leapfrog): half kick, drift, half kick; second order and symplectic.
 
-    Each sub-step of size ``h = horizon / steps`` (notation of :class:`SymplecticEuler`)::
+    Each sub-step of size ``h = horizon / steps`` (notation of ``SymplecticEuler``):
 
         v_half = v + h/2 a_v(q, v)
         q'     = q + h a_q(q, v_half)

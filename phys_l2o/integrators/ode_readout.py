@@ -2,7 +2,7 @@
 
 The first idea of the paper's Discussion (section IV): ``q`` is the (preprocessed) gradient
 and ``q_dot`` the carried state; the field is *integrated* from ``0`` to ``T`` (any flow map
-of :mod:`.flows`) instead of being evaluated once. With ``(q_T, q_dot_T)`` the state at ``T``::
+of ``.flows``) instead of being evaluated once. With ``(q_T, q_dot_T)`` the state at ``T``:
 
     v_q        = (q_T - q) / T                 mean velocity of the gradient   (..., d)
     v_qdot     = (q_dot_T - q_dot) / T                                          (..., d)
@@ -11,7 +11,7 @@ of :mod:`.flows`) instead of being evaluated once. With ``(q_T, q_dot_T)`` the s
 
 ``W_1 [v_q, q] = (w_a / T) q_T + (w_b - w_a / T) q`` is a learned mix of the corrected
 gradient ``q_T`` and the raw one. The heads are the paper's: one explicit Euler step of size
-``T`` gives ``v_q = dq/dt``, ``v_qdot = dq_dot/dt`` and so reproduces :class:`EulerReadout`
+``T`` gives ``v_q = dq/dt``, ``v_qdot = dq_dot/dt`` and so reproduces ``EulerReadout``
 exactly (same weights, same ``state_dict`` keys, ``4d + 1`` weights).
 
 Registered under every flow map's name (``euler``, ``rk4``, ``dopri5``, ``symplectic-euler``,
@@ -60,7 +60,7 @@ class FlowReadout(Integrator):
 
 
 def flow_readout(flow_name: str) -> type[FlowReadout]:
-    """A :class:`FlowReadout` subclass for the flow map ``flow_name`` (register it yourself)."""
+    """A ``FlowReadout`` subclass for the flow map ``flow_name`` (register it yourself)."""
     if flow_name not in FLOWS:
         raise ValueError(f"unknown flow map {flow_name!r}; choose from {sorted(FLOWS)}")
     name = "".join(part.capitalize() for part in re.split(r"[-_]", flow_name)) + "Readout"

@@ -16,7 +16,7 @@ LEARNED_OPTIMIZERS: dict[str, type[LearnedOptimizer]] = {
 
 
 def build_optimizer(name: str, **config: Any) -> LearnedOptimizer:
-    """Build a registered learned optimizer from its :meth:`~LearnedOptimizer.config`."""
+    """Build a registered learned optimizer from its ``LearnedOptimizer.config``."""
     if name not in LEARNED_OPTIMIZERS:
         raise ValueError(f"unknown learned optimizer {name!r}; "
                          f"choose from {sorted(LEARNED_OPTIMIZERS)}")

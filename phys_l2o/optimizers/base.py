@@ -2,7 +2,7 @@
 
 Parameters of a batch of ``B`` problems live in one tensor ``params`` of shape
 ``(batch, coords)``; ``segments`` gives the sizes of the parameter tensors packed into
-``coords`` (e.g. ``(15680, 20, 200, 10)`` for a 784-20-10 MLP). An optimizer is a pair::
+``coords`` (e.g. ``(15680, 20, 200, 10)`` for a 784-20-10 MLP). An optimizer is a pair:
 
     state = optimizer.init_state(params, segments)
     params, state = optimizer.step(params, grad, state)
@@ -25,7 +25,7 @@ State = dict[str, Any]
 class LearnedOptimizer(nn.Module):
     """Base class for optimizers with meta-trainable weights.
 
-    Subclasses implement :meth:`init_state` and :meth:`step`. ``out_mul`` scales the output.
+    Subclasses implement ``init_state`` and ``step``. ``out_mul`` scales the output.
     """
 
     #: the name under which the optimizer is registered (used in checkpoints and reports).
@@ -38,7 +38,7 @@ class LearnedOptimizer(nn.Module):
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this optimizer with :func:`phys_l2o.build_optimizer`."""
+        """Keyword arguments that rebuild this optimizer with ``phys_l2o.build_optimizer``."""
         raise NotImplementedError
 
     def num_params(self) -> int:

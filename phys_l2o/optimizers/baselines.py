@@ -24,10 +24,10 @@ BASELINES: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
 
 
 class TorchOptimizer:
-    """A ``torch.optim`` baseline with the contract of :class:`LearnedOptimizer` (no weights).
+    """A ``torch.optim`` baseline with the contract of ``LearnedOptimizer`` (no weights).
 
     Args:
-        name: one of :data:`BASELINES` (``adam``, ``rmsprop``, ``sgd``, ``nag``).
+        name: one of ``BASELINES`` (``adam``, ``rmsprop``, ``sgd``, ``nag``).
         lr: learning rate.
         **kwargs: further ``torch.optim`` arguments (override the defaults of ``name``).
     """

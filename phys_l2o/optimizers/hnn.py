@@ -1,7 +1,7 @@
 """The paper's Hamiltonian Neural Network optimizer: preprocessing, field, integrator.
 
 For every coordinate, ``q`` is its gradient and ``q_dot`` the network's own output of the
-previous step (zeros at step 0)::
+previous step (zeros at step 0):
 
     direction, q_dot' = integrator(field, pre(grad), pre(q_dot))
     theta'            = theta + out_mul * direction
@@ -44,10 +44,10 @@ class HNN(LearnedOptimizer):
 
     Args:
         field: the vector field ``(q, q_dot) -> (dq/dt, dq_dot/dt)`` on ``d`` features; ``None``
-            builds the paper's field (:func:`paper_field`).
+            builds the paper's field (``paper_field``).
         preprocessing: apply the L2L preprocessing (``d = 2``) to ``q`` and ``q_dot``;
             else ``d = 1``.
-        integrator: a registered integrator name (see :data:`phys_l2o.integrators.INTEGRATORS`).
+        integrator: a registered integrator name (see ``phys_l2o.integrators.INTEGRATORS``).
         integrator_options: keyword options of that integrator.
         out_mul: scale of the parameter step.
         normalize: divide ``q_dot'`` by its L2 norm over each parameter tensor.

@@ -3,9 +3,9 @@
 The other idea of the paper's Discussion (section IV), after Massaroli et al. (2019): every
 parameter is the coordinate ``q = theta`` of a port-Hamiltonian system whose potential is
 the loss; its velocity ``q_dot = M^{-1} p`` is the optimizer's state (zeros at step 0), and
-one optimizer step advances the system by a registered flow map (:data:`FLOWS`,
+one optimizer step advances the system by a registered flow map (``FLOWS``,
 ``symplectic-euler`` by default). Classical SGD with momentum is one such system with fixed
-pieces (:func:`momentum_sgd`); the learned optimizer starts there and learns its pieces.
+pieces (``momentum_sgd``); the learned optimizer starts there and learns its pieces.
 """
 
 from __future__ import annotations
@@ -46,14 +46,12 @@ def parameter_field(lr: float = 0.01, momentum: float = 0.9, *, nesterov: bool =
     Stepped by symplectic Euler with ``h = 1``, its initial pieces are those of SGD with
     momentum ``mu`` (of Nesterov's momentum with ``nesterov``):
 
-    ==========  ========================================  =======================================
-    piece       momentum                                  Nesterov
-    ==========  ========================================  =======================================
-    ``M^{-1}``  ``lr``                                    ``lr * mu``
-    ``D``       ``diag(0, (1 - mu) / lr)``                ``diag(lr, (1 - mu) / (lr * mu))``
-    ==========  ========================================  =======================================
+    | piece | momentum | Nesterov |
+    |---|---|---|
+    | ``M^{-1}`` | ``lr`` | ``lr * mu`` |
+    | ``D`` | ``diag(0, (1 - mu) / lr)`` | ``diag(lr, (1 - mu) / (lr * mu))`` |
 
-    plus ``dV/dq = g + c(g)`` (:class:`LossPotential`) and, optionally, a control ``G(q)``.
+    plus ``dV/dq = g + c(g)`` (``LossPotential``) and, optionally, a control ``G(q)``.
 
     Args:
         lr: learning rate, ``> 0``.
@@ -64,7 +62,7 @@ def parameter_field(lr: float = 0.01, momentum: float = 0.9, *, nesterov: bool =
             exactly the classical method (``ConstantInverseInertia``, ``MomentumDissipation``).
         correction_hidden: hidden units of a learned correction ``c``, an MLP
             ``1 -> hidden -> 1`` of the gradient starting at zero; ``0`` for none.
-        control: add a learned control ``G(q)`` (a :class:`ControlMLP` of the parameter,
+        control: add a learned control ``G(q)`` (a ``ControlMLP`` of the parameter,
             e.g. a learned weight decay) starting at zero.
     """
     if not lr > 0:
@@ -97,19 +95,19 @@ class ParameterStateOptimizer(LearnedOptimizer):
     """Each parameter is the coordinate of a port-Hamiltonian system with the loss as potential.
 
     For every coordinate (``d = 1``), with ``g_t = grad F(theta_t)`` and a flow map ``Phi_h``
-    over one step of length ``h`` (``horizon``, default 1)::
+    over one step of length ``h`` (``horizon``, default 1):
 
         dV/dq(q)  = g_t + c(g_t)                     held fixed for every q on the step
         dq/dt     = q_dot - D_q                      (the field, see PortHamiltonianField)
         dq_dot/dt = M^{-1} (-dV/dq - D_p + G(q))
         (theta_{t+1}, q_dot_{t+1}) = Phi_h(theta_t, q_dot_t)
 
-    The default ``symplectic-euler`` step (``h = 1``) is::
+    The default ``symplectic-euler`` step (``h = 1``) is:
 
         q_dot_{t+1} = q_dot_t + M^{-1} (-g_t - D_p(g_t, q_dot_t) + G(theta_t))
         theta_{t+1} = theta_t + q_dot_{t+1} - D_q(g_t, q_dot_{t+1})
 
-    which with the fixed pieces of :func:`momentum_sgd` is ``torch.optim.SGD`` with momentum.
+    which with the fixed pieces of ``momentum_sgd`` is ``torch.optim.SGD`` with momentum.
 
     What a full ODE solve means here: the loss gradient is known only at ``theta_t`` (one
     gradient per optimizer step), so over the step it is **held fixed**: the potential is the
@@ -126,12 +124,16 @@ class ParameterStateOptimizer(LearnedOptimizer):
     sees ``(batch, coords, 1)``.
 
     Args:
-        field: a field on ``d = 1`` whose potential is a :class:`LossPotential`; ``None``
-            builds :func:`parameter_field` from the keyword arguments below (only then are
-            they used, and only then does :meth:`config` rebuild the optimizer).
-        lr, momentum, nesterov, learned, correction_hidden, control: see
-            :func:`parameter_field`.
-        step: a registered flow map (:data:`phys_l2o.integrators.FLOWS`).
+        field: a field on ``d = 1`` whose potential is a ``LossPotential``; ``None``
+            builds ``parameter_field`` from the keyword arguments below (only then are
+            they used, and only then does ``config`` rebuild the optimizer).
+        lr: see ``parameter_field``.
+        momentum: see ``parameter_field``.
+        nesterov: see ``parameter_field``.
+        learned: see ``parameter_field``.
+        correction_hidden: see ``parameter_field``.
+        control: see ``parameter_field``.
+        step: a registered flow map (``phys_l2o.integrators.FLOWS``).
         step_options: its options (``horizon``, ``steps``; ``rtol``/``atol``/``options`` for
             torchdiffeq methods).
 

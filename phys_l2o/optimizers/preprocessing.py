@@ -1,6 +1,6 @@
 """Gradient preprocessing of Andrychowicz et al. (2016), Appendix A.
 
-Each scalar ``v`` becomes two features::
+Each scalar ``v`` becomes two features:
 
     (log(|v|) / k, sign(v))   if |v| >= exp(-k)
     (-1, exp(k) * v)          otherwise

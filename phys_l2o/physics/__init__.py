@@ -2,7 +2,7 @@
 
 Inverse inertia, potential, dissipation and control (``inertia``, ``potential``,
 ``dissipation``, ``control``), the positive scales the diagonal pieces are made of
-(``scales``), and :class:`PortHamiltonianField` (``field``).
+(``scales``), and ``PortHamiltonianField`` (``field``).
 """
 
 from .control import ControlMLP

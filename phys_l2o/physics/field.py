@@ -1,7 +1,7 @@
 """The port-Hamiltonian vector field, composed from inertia, potential, dissipation and control.
 
 In the coordinates ``(q, q_dot)`` with ``q_dot = dH/dp = M^{-1} p``, equation (2) of the paper
-reads (``d`` features per coordinate, everything acts on the last axis)::
+reads (``d`` features per coordinate, everything acts on the last axis):
 
     grad_H     = [dV/dq, q_dot]                       (..., 2d)
     [D_q, D_p] = D(grad_H)                            each (..., d)

@@ -20,7 +20,7 @@ class InverseInertia(nn.Module):
         raise NotImplementedError
 
     def inertia(self, v: Tensor) -> Tensor:
-        """``M v`` (the inverse of :meth:`forward`), for energies ``1/2 q_dot^T M q_dot``."""
+        """``M v`` (the inverse of ``forward``), for energies ``1/2 q_dot^T M q_dot``."""
         return torch.linalg.solve(self.matrix(), v.unsqueeze(-1)).squeeze(-1)
 
     def forward(self, v: Tensor) -> Tensor:
@@ -79,7 +79,7 @@ class DiagonalInverseInertia(InverseInertia):
     """A diagonal inverse inertia ``M^{-1} = diag(c)``, ``c > 0`` of shape ``(d,)``.
 
     Learned in log space by default (positive definite, so ``M`` always exists); with
-    ``learn=False`` it is the fixed ``c I``, like :class:`ConstantInverseInertia`.
+    ``learn=False`` it is the fixed ``c I``, like ``ConstantInverseInertia``.
 
     Args:
         width: the feature width ``d``.

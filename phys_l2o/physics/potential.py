@@ -22,7 +22,7 @@ def mlp(width_in: int, hidden: int, width_out: int, bias: bool = True) -> nn.Seq
 class Potential(nn.Module):
     """Base class for potentials."""
 
-    #: whether :meth:`energy` is available (``V`` itself, not only its gradient).
+    #: whether ``energy`` is available (``V`` itself, not only its gradient).
     has_energy: bool = False
 
     def gradient(self, q: Tensor) -> Tensor:
@@ -104,7 +104,7 @@ class LossPotential(Potential):
 
     For the *parameter-state* formulation (``q = theta``). The loss gradient is known only at
     ``theta_t`` (one gradient per optimizer step), so it is *held fixed* over the step: the
-    optimizer binds ``g = grad F(theta_t)`` and, for every ``q`` visited while stepping::
+    optimizer binds ``g = grad F(theta_t)`` and, for every ``q`` visited while stepping:
 
         dV/dq(q) = g + c(g)                          (..., d)
 
@@ -113,7 +113,7 @@ class LossPotential(Potential):
     (``(..., d) -> (..., d)``, e.g. a small MLP); with it the force is a learned function of the
     gradient and no longer the gradient of the loss.
 
-    Use :meth:`bound` around the step::
+    Use ``bound`` around the step:
 
         with field.potential.bound(grad):
             q_next, q_dot_next = step(field, q, q_dot)
@@ -136,7 +136,7 @@ class LossPotential(Potential):
     def bound(self, grad: Tensor, anchor: Tensor | None = None) -> Iterator[LossPotential]:
         """Hold the loss gradient ``grad`` (shape of ``q``) fixed while the block runs.
 
-        ``anchor`` (``theta_t``, shape of ``q``) is only needed for :meth:`energy`.
+        ``anchor`` (``theta_t``, shape of ``q``) is only needed for ``energy``.
         """
         self._grad, self._anchor = grad, anchor
         try:

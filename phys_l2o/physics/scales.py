@@ -1,6 +1,6 @@
 """Positive per-feature scales, the building block of the diagonal (learned or fixed) pieces.
 
-A :class:`PositiveScale` holds a vector ``s`` of shape ``(d,)`` with ``s >= 0``. A learned
+A ``PositiveScale`` holds a vector ``s`` of shape ``(d,)`` with ``s >= 0``. A learned
 positive entry is stored as ``log s`` (so it stays positive and Adam moves it
 multiplicatively); a zero entry, or any entry of a fixed scale, is a constant that never
 changes and is not saved in the ``state_dict`` (the configuration rebuilds it).

@@ -1,7 +1,7 @@
 """The task contract: a family of problems, sampled and optimized as a batch.
 
 A batch of ``B`` problems is a dict of tensors whose first axis is the problem (``Problems``);
-their parameters are one tensor ``(batch, coords)``. A task gives::
+their parameters are one tensor ``(batch, coords)``. A task gives:
 
     problems = task.sample(B, generator, device)
     params   = task.init_params(problems)                 # (batch, coords)
