@@ -1,0 +1,49 @@
+"""Ablation of the integrator: the paper's Euler read-out against full ODE solves.
+
+    python ablations/integrators.py --budget smoke --out runs/ablations [--data-root DIR]
+
+Gradient state (q = the gradient): Euler read-out (paper), rk4 and dopri5 over a unit
+horizon. Parameter state (q = the parameters, the loss as potential, symplectic Euler):
+the learned momentum system ``hnn-param``. Plus the LSTM and the baselines.
+"""
+
+from __future__ import annotations
+
+from common import Variant, main_arguments, run_ablation
+from settings import PAPER_HNN, hnn_variant, lstm_variant, mnist_setting, quadratic_setting
+
+from phys_l2o.optimizers import build_optimizer
+from phys_l2o.presets import BASELINE_LR, PAPER_LEARNED
+
+ODE_OPTIONS = {"rk4": {}, "dopri5": {"rtol": 1e-3, "atol": 1e-5}}
+
+
+def variants(task: str) -> list[Variant]:
+    hnn = PAPER_LEARNED[task]["hnn"]
+    sgd_lr = BASELINE_LR["quadratic" if task == "quadratic" else "mnist-sigmoid"]["sgd"]
+    return [
+        hnn_variant(task, f"{PAPER_HNN}: euler-readout"),
+        *(hnn_variant(task, f"gradient state: {name}", integrator=name,
+                      integrator_options=options) for name, options in ODE_OPTIONS.items()),
+        Variant("parameter state: symplectic-euler",
+                lambda: build_optimizer("hnn-param", lr=sgd_lr, momentum=0.9),
+                hnn["unroll"], hnn["meta_lr"]),
+        lstm_variant(task),
+    ]
+
+
+def run(budget: str, device, out, data_root, mnist: bool = True) -> list[dict]:
+    reference = f"{PAPER_HNN}: euler-readout"
+    reports = [run_ablation("integrators-quadratic", "Integrators: quadratic",
+                            quadratic_setting(), variants("quadratic"), budget=budget,
+                            device=device, out=out, reference=reference)]
+    if mnist:
+        reports.append(run_ablation("integrators-mnist", "Integrators: MNIST (sigmoid "
+                                    "training, ReLU transfer)", mnist_setting(data_root, device),
+                                    variants("mnist"), budget=budget, device=device, out=out,
+                                    reference=reference))
+    return reports
+
+
+if __name__ == "__main__":
+    run(**main_arguments(__doc__))

@@ -1,0 +1,56 @@
+"""Ablation of the port-Hamiltonian pieces: which parts of the paper's HNN matter?
+
+    python ablations/pieces.py --budget smoke --out runs/ablations [--data-root DIR]
+
+Variants: the paper's HNN; without dissipation; without control; identity inertia; a scalar
+potential (a true Hamiltonian, dV/dq by autograd); positive-semidefinite dissipation;
+preprocessing toggled; derivative normalization toggled; plus the LSTM and the baselines.
+"""
+
+from __future__ import annotations
+
+from common import Variant, main_arguments, run_ablation
+from settings import (
+    hnn_variant,
+    lstm_variant,
+    mnist_setting,
+    paper_pieces,
+    quadratic_setting,
+)
+
+from phys_l2o.physics import PSDDissipation, ScalarPotentialMLP
+from phys_l2o.presets import PAPER_LEARNED
+
+
+def variants(task: str) -> list[Variant]:
+    paper = PAPER_LEARNED[task]["hnn"]["config"]
+    pre, norm = paper["preprocessing"], paper["normalize"]
+    return [
+        hnn_variant(task),
+        hnn_variant(task, "no dissipation", field=lambda w: paper_pieces(w, dissipation=None)),
+        hnn_variant(task, "no control", field=lambda w: paper_pieces(w, control=None)),
+        hnn_variant(task, "identity inertia",
+                    field=lambda w: paper_pieces(w, inverse_inertia=None)),
+        hnn_variant(task, "scalar potential",
+                    field=lambda w: paper_pieces(w, potential=ScalarPotentialMLP(w))),
+        hnn_variant(task, "PSD dissipation",
+                    field=lambda w: paper_pieces(w, dissipation=PSDDissipation(w))),
+        hnn_variant(task, "preprocessing " + ("off" if pre else "on"), preprocessing=not pre),
+        hnn_variant(task, "normalization " + ("off" if norm else "on"), normalize=not norm),
+        lstm_variant(task),
+    ]
+
+
+def run(budget: str, device, out, data_root, mnist: bool = True) -> list[dict]:
+    reports = [run_ablation("pieces-quadratic", "Pieces of the field: quadratic",
+                            quadratic_setting(), variants("quadratic"), budget=budget,
+                            device=device, out=out)]
+    if mnist:
+        reports.append(run_ablation("pieces-mnist", "Pieces of the field: MNIST (sigmoid "
+                                    "training, ReLU transfer)", mnist_setting(data_root, device),
+                                    variants("mnist"), budget=budget, device=device, out=out))
+    return reports
+
+
+if __name__ == "__main__":
+    run(**main_arguments(__doc__))

@@ -1,0 +1,164 @@
+"""Speed of the MNIST task: problem-steps per second of meta-training and evaluation.
+
+One problem-step is one optimizee step of one problem (a forward and backward pass of one
+784-20-10 sigmoid MLP on a minibatch of 128 digits, plus the optimizer's step). Meta-training
+runs whole trajectories as ``meta_train`` does (sampling, truncated BPTT with the paper's
+truncation, an Adam meta-step per truncation); evaluation runs ``evaluate``. Every figure is
+compared with the original code (one problem at a time, 2-core CPU; ``REFERENCE.md``).
+
+    python benchmarks/bench_mnist.py                      # meta-batches 1, 8, 16
+    python benchmarks/bench_mnist.py --batches 8 --only hnn adam --threads 1
+    python benchmarks/bench_mnist.py --profile hnn        # where the time of a step goes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from phys_l2o.meta import evaluate, rollout
+from phys_l2o.optimizers import HNN, LSTMOptimizer, TorchOptimizer
+from phys_l2o.tasks import MNISTTask
+
+#: problem-steps per second of the original code (meta-training, evaluation).
+REFERENCE = {"hnn": (60.0, 150.0), "lstm": (10.0, 80.0), "adam": (None, 260.0)}
+#: truncation length and meta learning rate of the paper's MNIST runs.
+UNROLL = {"hnn": 15, "lstm": 20}
+META_LR = 0.01
+OFFLINE_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def make_optimizer(name: str):
+    if name == "hnn":
+        return HNN(preprocessing=True, normalize=False, out_mul=0.001)
+    if name == "lstm":
+        return LSTMOptimizer(preprocessing=True, out_mul=0.1)
+    return TorchOptimizer("adam", 0.03)
+
+
+def time_meta_training(name: str, task: MNISTTask, batch: int, steps: int,
+                       generator: torch.Generator) -> float:
+    """Seconds of one meta-training trajectory (sampling included)."""
+    optimizer = make_optimizer(name)
+    meta_opt = torch.optim.Adam(optimizer.parameters(), lr=META_LR)
+
+    def meta_step(meta_loss: torch.Tensor) -> bool:
+        meta_opt.zero_grad(set_to_none=True)
+        meta_loss.backward()
+        meta_opt.step()
+        return True
+
+    start = time.perf_counter()
+    problems = task.sample(batch, generator)
+    rollout(optimizer, task, problems, steps, truncation=UNROLL[name], meta_step=meta_step)
+    return time.perf_counter() - start
+
+
+def time_evaluation(name: str, task: MNISTTask, batch: int, steps: int,
+                    generator: torch.Generator) -> float:
+    optimizer = make_optimizer(name)
+    problems = task.sample(batch, generator)
+    start = time.perf_counter()
+    evaluate(optimizer, task, problems, steps)
+    return time.perf_counter() - start
+
+
+def measure(name: str, mode: str, task: MNISTTask, batch: int, steps: int,
+            repeats: int) -> float:
+    """Median problem-steps per second over ``repeats`` runs, after a short warm-up run."""
+    run = time_meta_training if mode == "meta-train" else time_evaluation
+    generator = torch.Generator().manual_seed(0)
+    run(name, task, batch, min(steps, 5), generator)
+    seconds = [run(name, task, batch, steps, generator) for _ in range(repeats)]
+    return batch * steps / statistics.median(seconds)
+
+
+def profile(name: str, task: MNISTTask, batch: int, steps: int) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    generator = torch.Generator().manual_seed(0)
+    for mode in ("eval", "meta-train") if name != "adam" else ("eval",):
+        run = time_meta_training if mode == "meta-train" else time_evaluation
+        run(name, task, batch, 3, generator)
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            run(name, task, batch, steps, generator)
+        print(f"\n{name} {mode}, meta-batch {batch}, {steps} steps")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding MNIST/raw/ (default: the offline data folder "
+                        "beside the project if present, else PHYS_L2O_DATA or the user cache)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 16],
+                        help="meta-batch sizes (problems optimized at once)")
+    parser.add_argument("--only", nargs="+", choices=sorted(REFERENCE), default=None,
+                        help="optimizers to measure (default: all)")
+    parser.add_argument("--steps", type=int, default=100, help="optimizee steps per run")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per figure")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--profile", choices=sorted(REFERENCE), default=None,
+                        help="print a torch.profiler table for this optimizer instead")
+    args = parser.parse_args(argv)
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    root = args.data_root
+    if root is None and (OFFLINE_DATA / "MNIST" / "raw").is_dir():
+        root = OFFLINE_DATA
+    start = time.perf_counter()
+    task = MNISTTask("sigmoid", steps=args.steps, data_root=root)
+    print(f"MNIST sigmoid 784-20-10, batches of {task.batch_size}; data: {task.data_split} "
+          f"split, pool of {task.pool_size:,} digits (loaded in {time.perf_counter() - start:.1f}"
+          f" s); torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs")
+    if task.data_note:
+        print(f"note: {task.data_note}")
+    if args.profile:
+        profile(args.profile, task, max(args.batches), min(args.steps, 20))
+        return
+
+    names = args.only or list(REFERENCE)
+    rows = []
+    for name in names:
+        for mode, reference in zip(("meta-train", "eval"), REFERENCE[name]):
+            if reference is None:
+                continue
+            figures = {b: measure(name, mode, task, b, args.steps, args.repeats)
+                       for b in args.batches}
+            rows.append({"optimizer": name, "mode": mode, "reference": reference,
+                         "problem_steps_per_s": figures})
+            print_row(rows[-1], args.batches, header=len(rows) == 1)
+
+    best = {f"{r['optimizer']} {r['mode']}":
+            max(v for b, v in r["problem_steps_per_s"].items() if b >= 8) / r["reference"]
+            for r in rows if any(b >= 8 for b in args.batches)}
+    if best:
+        print("\nspeed-up over the reference at meta-batch >= 8: "
+              + ", ".join(f"{k} {v:.1f}x" for k, v in best.items()))
+    if args.json:
+        args.json.write_text(json.dumps({"threads": torch.get_num_threads(),
+                                         "data_split": task.data_split, "rows": rows},
+                                        indent=2))
+
+
+def print_row(row: dict, batches: list[int], header: bool) -> None:
+    if header:
+        print(f"\n{'optimizer':<9} {'mode':<10} {'reference':>9}  "
+              + "  ".join(f"{'B=' + str(b):>16}" for b in batches))
+    cells = "  ".join(f"{v:9.0f} ({v / row['reference']:4.1f}x)"
+                      for v in row["problem_steps_per_s"].values())
+    print(f"{row['optimizer']:<9} {row['mode']:<10} {row['reference']:9.0f}  {cells}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
