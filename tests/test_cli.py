@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,24 @@ def test_train_then_evaluate_baseline(tmp_path, capsys):
     assert out.exists()
     assert main(["evaluate", "--optimizer", "sgd", "--problems", "5", "--no-progress"]) == 0
     assert "| SGD |" in capsys.readouterr().out
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(),
+                    reason="the offline MNIST folder ../shared/data is not beside the project")
+def test_reproduce_mnist_smoke_writes_both_tables(tmp_path):
+    out = tmp_path / "mnist"
+    assert main(["reproduce", "mnist", "--budget", "smoke", "--data-root", str(SHARED_DATA),
+                 "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    md = (out / "results.md").read_text()
+    assert "Table A2" in md and "Table A3" in md and "| HNN | 55 |" in md
+    assert "| LSTM | 5301 |" in md and "test split" in md
+    results = json.loads((out / "results.json").read_text())
+    assert results["task"] == "mnist" and results["data"]["split"] == "test"
+    assert set(results["nets"]) == {"sigmoid", "relu"}
+    for net in results["nets"].values():
+        assert set(net["optimizers"]) == NAMES
+        assert len(net["optimizers"]["adam"]["curve"]) == 100
+    assert (out / "curves_sigmoid.png").exists() and (out / "curves_relu.png").exists()

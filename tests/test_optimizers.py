@@ -129,3 +129,19 @@ def test_build_optimizer_roundtrip_and_errors():
         build_optimizer("adamw")
     with pytest.raises(ValueError, match="euler-readout"):
         HNN(integrator="no-such-integrator")
+
+
+def test_lstm_step_is_two_stacked_lstm_cells_and_a_linear_head():
+    torch.manual_seed(0)
+    opt = LSTMOptimizer(preprocessing=True, out_mul=0.5)
+    params, grad = torch.randn(2, 7), torch.randn(2, 7)
+    state = opt.init_state(params, (7,))
+    state = {k: torch.randn_like(v) for k, v in state.items()}
+    x = opt.preprocess(grad.reshape(-1, 1))
+    h0, c0 = opt.cells[0](x, (state["h0"].T, state["c0"].T))
+    h1, c1 = opt.cells[1](h0, (state["h1"].T, state["c1"].T))
+    expected = params + 0.5 * opt.head(h1).reshape(2, 7)
+    new_params, new_state = opt.step(params, grad, state)
+    torch.testing.assert_close(new_params, expected)
+    torch.testing.assert_close(new_state["c1"], c1.T)
+    torch.testing.assert_close(new_state["h0"], h0.T)
