@@ -42,20 +42,20 @@ from phys_l2o.seeding import derive_seed, make_generator, resolve_device  # noqa
 #: few minutes on a CPU; ``test``: the seconds-long run of the test suite.
 BUDGETS = {
     "paper": {"quadratic": {"epochs": 100, "trajectories": 20, "meta_batch": 1,
-                            "validation_problems": 50},
+                            "validation_problems": 50, "test_problems": 100, "steps": 100},
               "mnist": {"epochs": 50, "trajectories": 20, "meta_batch": 1,
-                        "validation_problems": 20},
-              "test_problems": 100, "seeds": 3, "steps": 100},
+                        "validation_problems": 20, "test_problems": 100, "steps": 100},
+              "seeds": 3},
     "smoke": {"quadratic": {"epochs": 1, "trajectories": 3, "meta_batch": 1,
-                            "validation_problems": 8},
-              "mnist": {"epochs": 1, "trajectories": 2, "meta_batch": 1,
-                        "validation_problems": 4},
-              "test_problems": 20, "seeds": 3, "steps": 50},
+                            "validation_problems": 8, "test_problems": 20, "steps": 50},
+              "mnist": {"epochs": 1, "trajectories": 1, "meta_batch": 1,
+                        "validation_problems": 2, "test_problems": 4, "steps": 20},
+              "seeds": 3},
     "test": {"quadratic": {"epochs": 1, "trajectories": 1, "meta_batch": 1,
-                           "validation_problems": 2},
+                           "validation_problems": 2, "test_problems": 6, "steps": 10},
              "mnist": {"epochs": 1, "trajectories": 1, "meta_batch": 1,
-                       "validation_problems": 2},
-             "test_problems": 6, "seeds": 3, "steps": 10},
+                       "validation_problems": 2, "test_problems": 4, "steps": 8},
+             "seeds": 3},
 }
 
 
@@ -109,25 +109,25 @@ def run_ablation(name: str, title: str, setting: Setting, variants: list[Variant
                  budget: str, device, out: Path, reference: str = "hnn (paper)",
                  matrix: bool = False) -> dict:
     """Run every variant with every seed and the baselines; write ``<out>/<name>.{md,json,png}``."""
-    config = BUDGETS[budget]
-    sizes, seeds = config[setting.name], list(range(config["seeds"]))
-    problems = {label: task.sample(config["test_problems"], make_generator(0, f"test-{label}"),
-                                   device)
+    seeds = list(range(BUDGETS[budget]["seeds"]))
+    config = dict(BUDGETS[budget][setting.name])
+    test_problems, steps = config.pop("test_problems"), config.pop("steps")
+    sizes = config
+    problems = {label: task.sample(test_problems, make_generator(0, f"test-{label}"), device)
                 for label, task in setting.targets.items()}
     runs: dict[str, list[dict]] = {}
     bar = tqdm(total=len(variants) * len(seeds), desc=name, unit="run", disable=None)
     for variant in variants:
         for seed in seeds:
             runs.setdefault(variant.name, []).append(
-                train_and_evaluate(variant, setting, sizes, config["steps"], seed, problems,
+                train_and_evaluate(variant, setting, sizes, steps, seed, problems,
                                    device))
             bar.update(1)
     bar.close()
     for label, task in setting.targets.items():
         for base, lr in setting.baselines.get(label, {}).items():
             start = time.perf_counter()
-            losses = evaluate(TorchOptimizer(base, lr), task, problems[label],
-                              config["steps"])
+            losses = evaluate(TorchOptimizer(base, lr), task, problems[label], steps)
             entry = runs.setdefault(base, [{"finals": {}, "curves": {}, "seconds": 0.0,
                                             "params": None, "nfe": None,
                                             "diverged_training": False}])[0]
@@ -136,7 +136,7 @@ def run_ablation(name: str, title: str, setting: Setting, variants: list[Variant
             entry["seconds"] += time.perf_counter() - start
     report = aggregate(runs, list(setting.targets), reference)
     report.update({"name": name, "title": title, "budget": budget, "seeds": seeds,
-                   "test_problems": config["test_problems"], "steps": config["steps"],
+                   "test_problems": test_problems, "steps": steps,
                    "device": str(device)})
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / f"{name}.json", report)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from .base import LearnedOptimizer, State
@@ -44,29 +43,15 @@ class LSTMOptimizer(LearnedOptimizer):
         return dict(self._config)
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> State:
-        zeros = params.new_zeros(self.hidden, params.numel())
+        zeros = params.new_zeros(params.numel(), self.hidden)
         return {f"{kind}{i}": zeros for i in range(len(self.cells)) for kind in "hc"}
 
     def step(self, params: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        # Features first: x, h and c are (features, batch * coords), so every gate is a
-        # contiguous block of rows and each layer is two matrix products; this computes
-        # exactly nn.LSTMCell, several times faster than calling it on (rows, features).
-        x = self.preprocess(grad.reshape(-1, 1)).T    # (d, batch * coords)
+        x = self.preprocess(grad.reshape(-1, 1))    # (batch * coords, d)
         new_state: State = {}
         for i, cell in enumerate(self.cells):
-            h, c = lstm_cell(cell, x, state[f"h{i}"], state[f"c{i}"])
+            h, c = cell(x, (state[f"h{i}"], state[f"c{i}"]))
             new_state[f"h{i}"], new_state[f"c{i}"] = h, c
             x = h
-        update = torch.addmm(self.head.bias.unsqueeze(1), self.head.weight, x)
-        return params + self.out_mul * update.reshape(params.shape), new_state
-
-
-def lstm_cell(cell: nn.LSTMCell, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """``nn.LSTMCell`` on feature-first tensors: ``x (d, rows)``, ``h, c (hidden, rows)``."""
-    bias = (cell.bias_ih + cell.bias_hh).unsqueeze(1)
-    gates = torch.addmm(torch.addmm(bias, cell.weight_ih, x), cell.weight_hh, h)
-    n = cell.hidden_size
-    ifo = torch.sigmoid(gates)   # gate order i, f, g, o; the g rows are replaced by tanh
-    c = ifo[n:2 * n] * c + ifo[:n] * torch.tanh(gates[2 * n:3 * n])
-    h = ifo[3 * n:] * torch.tanh(c)
-    return h, c
+        update = self.head(x).reshape(params.shape)
+        return params + self.out_mul * update, new_state
