@@ -33,16 +33,21 @@ class Integrator(nn.Module):
 INTEGRATORS: dict[str, type[Integrator]] = {}
 
 
-def register_integrator(name: str) -> Callable[[type[Integrator]], type[Integrator]]:
-    """Class decorator that adds an integrator to the registry under ``name``."""
+def add_to_registry(table: dict[str, type], kind: str, name: str) -> Callable[[type], type]:
+    """Class decorator that adds a class to ``table`` under the unused ``name``."""
 
-    def add(cls: type[Integrator]) -> type[Integrator]:
-        if name in INTEGRATORS:
-            raise ValueError(f"an integrator named {name!r} is already registered")
-        INTEGRATORS[name] = cls
+    def add(cls: type) -> type:
+        if name in table:
+            raise ValueError(f"a {kind} named {name!r} is already registered")
+        table[name] = cls
         return cls
 
     return add
+
+
+def register_integrator(name: str) -> Callable[[type[Integrator]], type[Integrator]]:
+    """Class decorator that adds an integrator to the registry under ``name``."""
+    return add_to_registry(INTEGRATORS, "integrator", name)
 
 
 def make_integrator(name: str, width: int, options: Mapping[str, Any] | None = None) -> Integrator:

@@ -28,6 +28,8 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from .base import add_to_registry
+
 
 class Flow(nn.Module):
     """Base class: ``forward(field, q, q_dot) -> (q_T, q_dot_T)``, shapes ``(..., d)``.
@@ -58,14 +60,7 @@ FLOWS: dict[str, type[Flow]] = {}
 
 def register_flow(name: str) -> Callable[[type[Flow]], type[Flow]]:
     """Class decorator that adds a flow map to ``FLOWS`` under ``name``."""
-
-    def add(cls: type[Flow]) -> type[Flow]:
-        if name in FLOWS:
-            raise ValueError(f"a flow map named {name!r} is already registered")
-        FLOWS[name] = cls
-        return cls
-
-    return add
+    return add_to_registry(FLOWS, "flow map", name)
 
 
 def make_flow(name: str, options: Mapping[str, Any] | None = None) -> Flow:
