@@ -3,8 +3,8 @@
     python ablations/run_all.py --budget smoke|paper --device cpu|cuda --out runs/ablations
                                [--data-root DIR] [--skip-mnist]
 
-``smoke`` checks the machinery (3 seeds, tiny schedules; a few minutes on 2 CPU cores for the
-quadratic, about ten more with MNIST); ``paper``
+``smoke`` checks the machinery (3 seeds, tiny schedules; about 2.5 minutes on 2 CPU cores);
+``paper``
 meta-trains every variant with the paper's schedule (hours on a CPU; use a GPU). Writes one
 ``.md``/``.json``/``.png`` triple per ablation and an ``index.md`` linking them.
 """
