@@ -14,10 +14,10 @@ from settings import (
     hnn_variant,
     lstm_variant,
     mnist_setting,
-    paper_pieces,
     quadratic_setting,
 )
 
+from phys_l2o.optimizers import paper_field
 from phys_l2o.physics import PSDDissipation, ScalarPotentialMLP
 from phys_l2o.presets import PAPER_LEARNED
 
@@ -27,14 +27,14 @@ def variants(task: str) -> list[Variant]:
     pre, norm = paper["preprocessing"], paper["normalize"]
     return [
         hnn_variant(task),
-        hnn_variant(task, "no dissipation", field=lambda w: paper_pieces(w, dissipation=None)),
-        hnn_variant(task, "no control", field=lambda w: paper_pieces(w, control=None)),
+        hnn_variant(task, "no dissipation", field=lambda w: paper_field(w, dissipation=None)),
+        hnn_variant(task, "no control", field=lambda w: paper_field(w, control=None)),
         hnn_variant(task, "identity inertia",
-                    field=lambda w: paper_pieces(w, inverse_inertia=None)),
+                    field=lambda w: paper_field(w, inverse_inertia=None)),
         hnn_variant(task, "scalar potential",
-                    field=lambda w: paper_pieces(w, potential=ScalarPotentialMLP(w))),
+                    field=lambda w: paper_field(w, potential=ScalarPotentialMLP(w))),
         hnn_variant(task, "PSD dissipation",
-                    field=lambda w: paper_pieces(w, dissipation=PSDDissipation(w))),
+                    field=lambda w: paper_field(w, dissipation=PSDDissipation(w))),
         hnn_variant(task, "preprocessing " + ("off" if pre else "on"), preprocessing=not pre),
         hnn_variant(task, "normalization " + ("off" if norm else "on"), normalize=not norm),
         lstm_variant(task),

@@ -7,13 +7,7 @@ from collections.abc import Callable
 from common import Setting, Variant
 
 from phys_l2o.optimizers import HNN, LSTMOptimizer
-from phys_l2o.physics import (
-    CholeskyInverseInertia,
-    ControlMLP,
-    LinearDissipation,
-    PortHamiltonianField,
-    PotentialGradientMLP,
-)
+from phys_l2o.physics import PortHamiltonianField
 from phys_l2o.presets import BASELINE_LR, PAPER_LEARNED
 from phys_l2o.tasks import MNISTTask, QuadraticTask
 
@@ -59,12 +53,3 @@ def lstm_variant(task: str) -> Variant:
     preset = PAPER_LEARNED[task]["lstm"]
     return Variant("lstm", lambda: LSTMOptimizer(**preset["config"]), preset["unroll"],
                    preset["meta_lr"])
-
-
-def paper_pieces(width: int, **replace) -> PortHamiltonianField:
-    """The paper's field with some pieces replaced (``None`` leaves a piece out)."""
-    pieces = {"potential": PotentialGradientMLP(width),
-              "inverse_inertia": CholeskyInverseInertia(width),
-              "dissipation": LinearDissipation(width), "control": ControlMLP(width)}
-    pieces.update(replace)
-    return PortHamiltonianField(**pieces)

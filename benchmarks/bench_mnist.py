@@ -16,79 +16,46 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
 import torch
+from common import evaluate_rate, meta_train_rate
 
-from phys_l2o.meta import evaluate, rollout
-from phys_l2o.optimizers import HNN, LSTMOptimizer, TorchOptimizer
+from phys_l2o.optimizers import TorchOptimizer
+from phys_l2o.presets import BASELINE_LR, PAPER_LEARNED
+from phys_l2o.reproduce import paper_optimizer
 from phys_l2o.tasks import MNISTTask
 
 #: problem-steps per second of the original code (meta-training, evaluation).
 REFERENCE = {"hnn": (60.0, 150.0), "lstm": (10.0, 80.0), "adam": (None, 260.0)}
-#: truncation length and meta learning rate of the paper's MNIST runs.
-UNROLL = {"hnn": 15, "lstm": 20}
-META_LR = 0.01
 OFFLINE_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def make_optimizer(name: str):
-    if name == "hnn":
-        return HNN(preprocessing=True, normalize=False, out_mul=0.001)
-    if name == "lstm":
-        return LSTMOptimizer(preprocessing=True, out_mul=0.1)
-    return TorchOptimizer("adam", 0.03)
-
-
-def time_meta_training(name: str, task: MNISTTask, batch: int, steps: int,
-                       generator: torch.Generator) -> float:
-    """Seconds of one meta-training trajectory (sampling included)."""
-    optimizer = make_optimizer(name)
-    meta_opt = torch.optim.Adam(optimizer.parameters(), lr=META_LR)
-
-    def meta_step(meta_loss: torch.Tensor) -> bool:
-        meta_opt.zero_grad(set_to_none=True)
-        meta_loss.backward()
-        meta_opt.step()
-        return True
-
-    start = time.perf_counter()
-    problems = task.sample(batch, generator)
-    rollout(optimizer, task, problems, steps, truncation=UNROLL[name], meta_step=meta_step)
-    return time.perf_counter() - start
-
-
-def time_evaluation(name: str, task: MNISTTask, batch: int, steps: int,
-                    generator: torch.Generator) -> float:
-    optimizer = make_optimizer(name)
-    problems = task.sample(batch, generator)
-    start = time.perf_counter()
-    evaluate(optimizer, task, problems, steps)
-    return time.perf_counter() - start
+    """The paper's MNIST configuration of ``name`` (Adam at its sigmoid-net learning rate)."""
+    if name == "adam":
+        return TorchOptimizer("adam", BASELINE_LR["mnist-sigmoid"]["adam"])
+    return paper_optimizer("mnist", name, seed=0)
 
 
 def measure(name: str, mode: str, task: MNISTTask, batch: int, steps: int,
             repeats: int) -> float:
-    """Median problem-steps per second over ``repeats`` runs, after a short warm-up run."""
-    run = time_meta_training if mode == "meta-train" else time_evaluation
-    generator = torch.Generator().manual_seed(0)
-    run(name, task, batch, min(steps, 5), generator)
-    seconds = [run(name, task, batch, steps, generator) for _ in range(repeats)]
-    return batch * steps / statistics.median(seconds)
+    """Median problem-steps per second over ``repeats`` runs, after a warm-up run."""
+    optimizer = make_optimizer(name)
+    if mode == "meta-train":
+        unroll = PAPER_LEARNED["mnist"][name]["unroll"]
+        return meta_train_rate(optimizer, task, batch, steps, unroll, repeats)
+    return evaluate_rate(optimizer, task, batch, steps, repeats)
 
 
 def profile(name: str, task: MNISTTask, batch: int, steps: int) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    generator = torch.Generator().manual_seed(0)
     for mode in ("eval", "meta-train") if name != "adam" else ("eval",):
-        run = time_meta_training if mode == "meta-train" else time_evaluation
-        run(name, task, batch, 3, generator)
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            run(name, task, batch, steps, generator)
+            measure(name, mode, task, batch, steps, repeats=1)
         print(f"\n{name} {mode}, meta-batch {batch}, {steps} steps")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 

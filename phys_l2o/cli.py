@@ -16,7 +16,7 @@ from pathlib import Path
 from .meta import MetaTrainingDiverged, compare, load_checkpoint, meta_train
 from .meta.checkpoint import save_checkpoint
 from .optimizers import BASELINES, LEARNED_OPTIMIZERS, TorchOptimizer
-from .presets import BASELINE_LR, BUDGETS, STEPS
+from .presets import BASELINE_LR, STEPS
 from .reporting import method_table, plot_curves, summarize_methods, write_json
 from .seeding import make_generator, resolve_device
 
@@ -139,8 +139,6 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .reproduce import paper_optimizer, paper_schedule
 
-    if args.task not in BUDGETS:
-        raise ValueError(f"no schedule for task {args.task!r}")
     device = resolve_device(args.device)
     schedule = paper_schedule(args.task, args.optimizer, args.budget, epochs=args.epochs,
                               trajectories=args.trajectories, meta_batch=args.meta_batch,

@@ -166,4 +166,4 @@ def write_markdown(path: Path, results: dict, targets: list[Target], evaluated: 
               "with the HNN on the same problems (negative: lower loss than the HNN). The "
               "paper's column is its reported mean, from different problems per method.", ""]
     text = "\n".join(lines)
-    atomic_write(path, lambda tmp: open(tmp, "w").write(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

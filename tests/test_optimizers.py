@@ -145,3 +145,14 @@ def test_lstm_step_is_two_stacked_lstm_cells_and_a_linear_head():
     torch.testing.assert_close(new_params, expected)
     torch.testing.assert_close(new_state["c1"], c1)
     torch.testing.assert_close(new_state["h0"], h0)
+
+
+def test_paper_field_pieces_can_be_swapped_or_left_out():
+    from phys_l2o.optimizers import paper_field
+    from phys_l2o.physics import PSDDissipation
+
+    field = paper_field(1, control=None, dissipation=PSDDissipation(1))
+    assert field.control is None and isinstance(field.dissipation, PSDDissipation)
+    assert HNN(field=paper_field(1, control=None)).num_params() == 15
+    with pytest.raises(ValueError, match="inverse_inertia"):
+        paper_field(1, inertia=None)

@@ -29,14 +29,22 @@ from .base import LearnedOptimizer, State, segment_ids, segment_normalize
 from .preprocessing import make_preprocessing
 
 
-def paper_field(width: int) -> PortHamiltonianField:
-    """The paper's field: ``L L^T`` inertia, ``dV/dq`` MLP, linear dissipation, control MLP."""
-    return PortHamiltonianField(
-        potential=PotentialGradientMLP(width),
-        inverse_inertia=CholeskyInverseInertia(width),
-        dissipation=LinearDissipation(width),
-        control=ControlMLP(width),
-    )
+def paper_field(width: int, **replace: nn.Module | None) -> PortHamiltonianField:
+    """The paper's field: ``L L^T`` inertia, ``dV/dq`` MLP, linear dissipation, control MLP.
+
+    Args:
+        width: the feature width ``d``.
+        **replace: pieces to swap by name (``potential``, ``inverse_inertia``,
+            ``dissipation``, ``control``); ``None`` leaves a piece out.
+    """
+    pieces = {"potential": PotentialGradientMLP(width),
+              "inverse_inertia": CholeskyInverseInertia(width),
+              "dissipation": LinearDissipation(width), "control": ControlMLP(width)}
+    unknown = set(replace) - set(pieces)
+    if unknown:
+        raise ValueError(f"unknown pieces {sorted(unknown)}; choose from {sorted(pieces)}")
+    pieces.update(replace)
+    return PortHamiltonianField(**pieces)
 
 
 class HNN(LearnedOptimizer):

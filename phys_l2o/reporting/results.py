@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from ..meta.checkpoint import atomic_write
 from ..meta.stats import finite_or_none, paired_difference, summarize
@@ -40,4 +41,4 @@ def summarize_methods(runs: Mapping[str, dict], params: Mapping[str, int | None]
 def write_json(path: str | os.PathLike, results: dict) -> None:
     """Write ``results`` as strict JSON (non-finite numbers become ``null``), atomically."""
     text = json.dumps(_clean(results), indent=2, allow_nan=False)
-    atomic_write(path, lambda tmp: open(tmp, "w").write(text + "\n"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
