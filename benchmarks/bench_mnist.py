@@ -32,30 +32,31 @@ REFERENCE = {"hnn": (60.0, 150.0), "lstm": (10.0, 80.0), "adam": (None, 260.0)}
 OFFLINE_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def make_optimizer(name: str):
+def make_optimizer(name: str, compile_step: bool = False):
     """The paper's MNIST configuration of ``name`` (Adam at its sigmoid-net learning rate)."""
     if name == "adam":
         return TorchOptimizer("adam", BASELINE_LR["mnist-sigmoid"]["adam"])
-    return paper_optimizer("mnist", name, seed=0)
+    return paper_optimizer("mnist", name, seed=0).compile_step(compile_step)
 
 
 def measure(name: str, mode: str, task: MNISTTask, batch: int, steps: int,
-            repeats: int) -> float:
+            repeats: int, compile_step: bool = False) -> float:
     """Median problem-steps per second over ``repeats`` runs, after a warm-up run."""
-    optimizer = make_optimizer(name)
+    optimizer = make_optimizer(name, compile_step)
     if mode == "meta-train":
         unroll = PAPER_LEARNED["mnist"][name]["unroll"]
         return meta_train_rate(optimizer, task, batch, steps, unroll, repeats)
     return evaluate_rate(optimizer, task, batch, steps, repeats)
 
 
-def profile(name: str, task: MNISTTask, batch: int, steps: int) -> None:
+def profile(name: str, task: MNISTTask, batch: int, steps: int, compile_step: bool) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     for mode in ("eval", "meta-train") if name != "adam" else ("eval",):
+        measure(name, mode, task, batch, steps, 1, compile_step)  # compile outside the profile
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            measure(name, mode, task, batch, steps, repeats=1)
+            measure(name, mode, task, batch, steps, 1, compile_step)
         print(f"\n{name} {mode}, meta-batch {batch}, {steps} steps")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per figure")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the learned optimizers' step through torch.compile "
+                        "(the warm-up run absorbs the compilation)")
     parser.add_argument("--profile", choices=sorted(REFERENCE), default=None,
                         help="print a torch.profiler table for this optimizer instead")
     args = parser.parse_args(argv)
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     if task.data_note:
         print(f"note: {task.data_note}")
     if args.profile:
-        profile(args.profile, task, max(args.batches), min(args.steps, 20))
+        profile(args.profile, task, max(args.batches), min(args.steps, 20), args.compile)
         return
 
     names = args.only or list(REFERENCE)
@@ -100,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         for mode, reference in zip(("meta-train", "eval"), REFERENCE[name]):
             if reference is None:
                 continue
-            figures = {b: measure(name, mode, task, b, args.steps, args.repeats)
+            figures = {b: measure(name, mode, task, b, args.steps, args.repeats,
+                                  args.compile)
                        for b in args.batches}
             rows.append({"optimizer": name, "mode": mode, "reference": reference,
                          "problem_steps_per_s": figures})

@@ -54,6 +54,13 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def add_compile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the learned optimizers' step through torch.compile (1.5-3x faster "
+                        "on MNIST, seconds of compilation per shape; needs a C++ compiler). "
+                        "Default: on for the paper budget when a compiler is found")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phys-l2o", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output folder (default runs/<task>)")
     rep.add_argument("--meta-batch", type=positive_int, default=None,
                      help="problems per meta-training trajectory (default: the paper's 1)")
+    add_compile(rep)
     add_common(rep)
 
     tr = sub.add_parser("train", help="meta-train one learned optimizer; writes a checkpoint")
@@ -82,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         tr.add_argument(f"--{name}", type=positive_int, default=None)
     tr.add_argument("--meta-lr", type=positive_float, default=None)
     tr.add_argument("--out-mul", type=positive_float, default=None)
+    add_compile(tr)
     add_common(tr)
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint or a baseline on test problems")
@@ -129,7 +138,7 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     args.out = args.out or Path("runs") / args.task
     results = reproduce(args.task, args.budget, out=args.out, seed=args.seed, device=args.device,
                         progress=not args.no_progress, meta_batch=args.meta_batch,
-                        data_root=args.data_root,
+                        data_root=args.data_root, compile=args.compile,
                         command="phys-l2o " + shlex.join(argv))
     print((args.out / "results.md").read_text())
     print(f"wrote {args.out}/results.json, results.md and plots in {results['seconds']:.0f} s")
@@ -137,7 +146,7 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .reproduce import paper_optimizer, paper_schedule
+    from .reproduce import paper_optimizer, paper_schedule, use_compile
 
     device = resolve_device(args.device)
     schedule = paper_schedule(args.task, args.optimizer, args.budget, epochs=args.epochs,
@@ -145,6 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                               steps=args.steps, unroll=args.unroll, meta_lr=args.meta_lr,
                               validation_problems=args.validation_problems)
     optimizer = paper_optimizer(args.task, args.optimizer, args.seed, out_mul=args.out_mul)
+    optimizer.compile_step(use_compile(args.compile, args.budget))
     task = make_task(args.task, args, device, schedule.steps)
     try:
         result = meta_train(optimizer, task, schedule, seed=args.seed, device=device,

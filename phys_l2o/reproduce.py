@@ -16,7 +16,7 @@ import torch
 from .meta import Schedule, compare, meta_train, save_checkpoint
 from .meta.checkpoint import atomic_write
 from .optimizers import TorchOptimizer, build_optimizer
-from .optimizers.base import LearnedOptimizer
+from .optimizers.base import LearnedOptimizer, compile_available
 from .presets import (
     BASELINE_LR,
     BUDGETS,
@@ -64,13 +64,22 @@ def paper_optimizer(task: str, name: str, seed: int, **overrides) -> LearnedOpti
         return build_optimizer(name, **config)
 
 
+def use_compile(compile: bool | None, budget: str) -> bool:
+    """``None`` (auto): compile the learned optimizers' step for the paper budget, when a C++
+    compiler is there; the smoke budget is too short to pay the compilation back."""
+    if compile is not None:
+        return compile
+    return budget == "paper" and compile_available()
+
+
 def train_learned(task_name: str, task: Task, budget: str, *, seed: int, device, out: Path,
-                  progress: bool, meta_batch: int | None = None) -> tuple[dict, dict]:
+                  progress: bool, meta_batch: int | None = None,
+                  compile: bool = False) -> tuple[dict, dict]:
     """Meta-train the HNN and the LSTM; returns their best-weights optimizers and run records."""
     optimizers, records = {}, {}
     for name in LEARNED:
         schedule = paper_schedule(task_name, name, budget, meta_batch=meta_batch)
-        optimizer = paper_optimizer(task_name, name, seed)
+        optimizer = paper_optimizer(task_name, name, seed).compile_step(compile)
         result = meta_train(optimizer, task, schedule, seed=seed, device=device, progress=progress)
         optimizer.load_state_dict(result.best_state)
         save_checkpoint(out / "checkpoints" / f"{name}.pt", optimizer, task=task_name,
@@ -98,9 +107,14 @@ def evaluate_target(target: Target, learned: dict, *, problems: int, seed: int, 
 def reproduce(task_name: str, budget: str = "smoke", *, out: str | os.PathLike,
               seed: int = 0, device: str | None = None, progress: bool = True,
               meta_batch: int | None = None, data_root: str | None = None,
-              command: str | None = None) -> dict:
-    """Run one of the paper's experiments end to end and write its reports into ``out``."""
+              compile: bool | None = None, command: str | None = None) -> dict:
+    """Run one of the paper's experiments end to end and write its reports into ``out``.
+
+    ``compile``: run the learned optimizers' step through ``torch.compile``; ``None`` does so
+    for the paper budget when a C++ compiler is available (see ``use_compile``).
+    """
     device = resolve_device(device)
+    compile = use_compile(compile, budget)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -120,10 +134,11 @@ def reproduce(task_name: str, budget: str = "smoke", *, out: str | os.PathLike,
         raise ValueError(f"unknown task {task_name!r}; choose from ['mnist', 'quadratic']")
 
     learned, records = train_learned(task_name, train_task, budget, seed=seed, device=device,
-                                     out=out, progress=progress, meta_batch=meta_batch)
+                                     out=out, progress=progress, meta_batch=meta_batch,
+                                     compile=compile)
     results = {"task": task_name, "budget": budget, "seed": seed, "steps": STEPS,
                "problems": TEST_PROBLEMS[task_name][budget], "device": str(device),
-               "torch": torch.__version__,
+               "torch": torch.__version__, "compiled": compile,
                "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
                "confidence_interval": "95% percentile bootstrap of the mean over test problems "
                                       "(10,000 resamples)",
@@ -157,7 +172,9 @@ def write_markdown(path: Path, results: dict, targets: list[Target], evaluated: 
         lines += [f"Data: {results['data']['note']}", ""]
     lines += [f"{results['problems']} test problems shared by every method, {results['steps']} "
               f"steps each; device {results['device']}, torch {results['torch']}, "
-              f"{results['machine']}; {results['seconds']:.0f} s in all.", ""]
+              f"{results['machine']}"
+              f"{', compiled optimizer steps' if results['compiled'] else ''}; "
+              f"{results['seconds']:.0f} s in all.", ""]
     for t in targets:
         lines += [f"## {TITLES[t.key]}", "",
                   method_table(evaluated[t.key], PAPER_RESULTS[t.key]), ""]

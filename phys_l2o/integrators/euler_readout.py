@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..physics.linear import FeatureLinear
 from .base import Integrator, register_integrator
 
 
@@ -21,8 +22,8 @@ class EulerReadout(Integrator):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.direction_head = nn.Linear(2 * width, 1, bias=False)
-        self.q_dot_head = nn.Linear(2 * width, 1)
+        self.direction_head = FeatureLinear(2 * width, 1, bias=False)
+        self.q_dot_head = FeatureLinear(2 * width, 1)
 
     def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
         dq_dt, dq_dot_dt = field(q, q_dot)

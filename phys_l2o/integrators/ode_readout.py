@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..physics.linear import FeatureLinear
 from .base import Integrator, register_integrator
 from .flows import FLOWS, make_flow
 
@@ -46,8 +47,8 @@ class FlowReadout(Integrator):
     def __init__(self, width: int, **options: Any) -> None:
         super().__init__()
         self.flow = make_flow(self.flow_name, options)
-        self.direction_head = nn.Linear(2 * width, 1, bias=False)
-        self.q_dot_head = nn.Linear(2 * width, 1)
+        self.direction_head = FeatureLinear(2 * width, 1, bias=False)
+        self.q_dot_head = FeatureLinear(2 * width, 1)
 
     def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
         q_t, q_dot_t = self.flow(field, q, q_dot)

@@ -13,6 +13,8 @@ optimizers it is differentiable with respect to the optimizer's own weights.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +45,35 @@ class LearnedOptimizer(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def compile_step(self, enabled: bool = True) -> LearnedOptimizer:
+        """Run ``step`` through ``torch.compile`` (or back in eager mode with ``False``).
+
+        Compilation fuses the many small element-wise operations of a step into a few loops,
+        which pays on large problems (MNIST: 1.5-3x); it costs seconds per new shape of
+        ``params`` (and per grad mode) and needs a C++ compiler on the CPU. Results agree with
+        eager mode to floating-point rounding. Returns ``self``.
+
+        Raises:
+            RuntimeError: no C++ compiler was found (see ``compile_available``).
+        """
+        self.__dict__.pop("step", None)
+        if enabled:
+            if not compile_available():
+                raise RuntimeError("torch.compile needs a C++ compiler for CPU code and none was "
+                                   "found (set $CXX or install g++ or clang++); or run in eager "
+                                   "mode (compile_step(False), `--no-compile`)")
+            # one compiled variant per shape, grad mode and state layout; meta-training,
+            # validation and test sizes of a few optimizers exceed the default limit of 8
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+            self.step = torch.compile(self.step, dynamic=False)
+        return self
+
+
+def compile_available() -> bool:
+    """Whether ``torch.compile`` can build CPU code here: a C++ compiler is on the ``PATH``."""
+    names = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
+    return any(name and shutil.which(name) for name in names)
 
 
 def detach_state(state: State) -> State:

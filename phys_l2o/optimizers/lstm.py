@@ -43,8 +43,8 @@ class LSTMOptimizer(LearnedOptimizer):
         return dict(self._config)
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> State:
-        zeros = params.new_zeros(params.numel(), self.hidden)
-        return {f"{kind}{i}": zeros for i in range(len(self.cells)) for kind in "hc"}
+        return {f"{kind}{i}": params.new_zeros(params.numel(), self.hidden)
+                for i in range(len(self.cells)) for kind in "hc"}
 
     def step(self, params: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
         x = self.preprocess(grad.reshape(-1, 1))    # (batch * coords, d)

@@ -2,7 +2,8 @@
 
 Inverse inertia, potential, dissipation and control (``inertia``, ``potential``,
 ``dissipation``, ``control``), the positive scales the diagonal pieces are made of
-(``scales``), and ``PortHamiltonianField`` (``field``).
+(``scales``), the compile-friendly small linear maps (``linear``), and
+``PortHamiltonianField`` (``field``).
 """
 
 from .control import ControlMLP
@@ -19,6 +20,7 @@ from .inertia import (
     DiagonalInverseInertia,
     InverseInertia,
 )
+from .linear import FeatureLinear, feature_matmul
 from .potential import (
     LossPotential,
     Potential,
@@ -34,6 +36,7 @@ __all__ = [
     "ControlMLP",
     "DiagonalDissipation",
     "DiagonalInverseInertia",
+    "FeatureLinear",
     "InverseInertia",
     "LinearDissipation",
     "LossPotential",
@@ -45,4 +48,5 @@ __all__ = [
     "PositiveScale",
     "QuadraticPotential",
     "ScalarPotentialMLP",
+    "feature_matmul",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .linear import FeatureLinear, feature_matmul
 from .scales import PositiveScale
 
 
@@ -21,7 +22,7 @@ class LinearDissipation(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.linear = nn.Linear(2 * width, 2 * width, bias=False)
+        self.linear = FeatureLinear(2 * width, 2 * width, bias=False)
 
     def forward(self, grad_h: Tensor) -> Tensor:
         return self.linear(grad_h)
@@ -32,7 +33,7 @@ class PSDDissipation(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.factor = nn.Linear(2 * width, 2 * width, bias=False)
+        self.factor = FeatureLinear(2 * width, 2 * width, bias=False)
 
     def matrix(self) -> Tensor:
         """The ``(2d, 2d)`` matrix ``D``."""
@@ -40,7 +41,7 @@ class PSDDissipation(nn.Module):
         return weight @ weight.T
 
     def forward(self, grad_h: Tensor) -> Tensor:
-        return grad_h @ self.matrix()
+        return feature_matmul(grad_h, self.matrix())  # D is symmetric
 
 
 class MomentumDissipation(nn.Module):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .linear import FeatureLinear, feature_matmul
 from .scales import PositiveScale
 
 
@@ -25,7 +26,7 @@ class InverseInertia(nn.Module):
 
     def forward(self, v: Tensor) -> Tensor:
         # M^{-1} is symmetric, so the row-vector product v @ M^{-1} equals (M^{-1} v)^T.
-        return v @ self.matrix()
+        return feature_matmul(v, self.matrix())
 
 
 class CholeskyInverseInertia(InverseInertia):
@@ -44,7 +45,7 @@ class CholeskyInverseInertia(InverseInertia):
         super().__init__()
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
-        self.factor = nn.Linear(width, width)
+        self.factor = FeatureLinear(width, width)
         self.eps = eps
 
     def matrix(self) -> Tensor:

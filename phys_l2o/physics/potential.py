@@ -12,11 +12,13 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from .linear import FeatureLinear
+
 
 def mlp(width_in: int, hidden: int, width_out: int, bias: bool = True) -> nn.Sequential:
     """``Linear -> ReLU -> Linear``: the two-layer block the paper uses for ``G`` and ``dV/dq``."""
-    return nn.Sequential(nn.Linear(width_in, hidden, bias=bias), nn.ReLU(),
-                         nn.Linear(hidden, width_out, bias=bias))
+    return nn.Sequential(FeatureLinear(width_in, hidden, bias=bias), nn.ReLU(),
+                         FeatureLinear(hidden, width_out, bias=bias))
 
 
 class Potential(nn.Module):

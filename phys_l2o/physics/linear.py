@@ -1,0 +1,38 @@
+"""Linear maps over a coordinate's handful of features, written so that compilation fuses them.
+
+A learned optimizer applies its small layers (``d = 1`` to ``4`` features in the paper) to every
+coordinate of every problem, so a layer is a ``(rows, k) @ (k, n)`` product with millions of
+rows and tiny ``k``: a matrix-multiply call that is all memory traffic. Under
+``torch.compile`` (see ``LearnedOptimizer.compile_step``) these products are written as ``k``
+broadcast multiply-adds instead, which the compiler fuses with the element-wise operations
+around them into a few loops; in eager mode they stay one matrix product, the faster choice
+there. Both give the same numbers up to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: widest input unrolled into multiply-adds under compilation (wider products stay matmuls).
+MAX_UNROLLED_FEATURES = 8
+
+
+def feature_matmul(x: Tensor, weight: Tensor) -> Tensor:
+    """``x @ weight.T`` over the last axis: ``(..., k)`` and ``(n, k)`` give ``(..., n)``."""
+    k = weight.shape[-1]
+    if not torch.compiler.is_compiling() or k > MAX_UNROLLED_FEATURES:
+        return F.linear(x, weight)
+    out = x[..., 0:1] * weight[:, 0]
+    for i in range(1, k):
+        out = out + x[..., i:i + 1] * weight[:, i]
+    return out
+
+
+class FeatureLinear(nn.Linear):
+    """``nn.Linear`` (same weights and state-dict keys) computed by ``feature_matmul``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = feature_matmul(x, self.weight)
+        return out if self.bias is None else out + self.bias
