@@ -1,6 +1,6 @@
 """Speed of meta-training and evaluation on the quadratic task, in problem-steps per second.
 
-    python benchmarks/bench_quadratic.py [--batches 1 64] [--device cpu]
+    python benchmarks/bench_quadratic.py [--batches 1 64] [--device cpu] [--compile]
 
 The reference figures are the original code's on a 2-core CPU, one problem at a time.
 """
@@ -26,14 +26,18 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true",
+                        help="run the learned optimizers' step through torch.compile (the "
+                        "warm-up run absorbs the compilation)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     task = QuadraticTask()
     print(f"quadratic, 100 steps per trajectory; device {device}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads{', compiled steps' if args.compile else ''}")
     rows = []
     for name in ("hnn", "lstm"):
         optimizer = paper_optimizer("quadratic", name, seed=0).to(device)
+        optimizer.compile_step(args.compile)
         unroll = PAPER_LEARNED["quadratic"][name]["unroll"]
         for batch in args.batches:
             train = meta_train_rate(optimizer, task, batch, 100, unroll, args.repeats, device)
