@@ -56,8 +56,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 def add_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="run the learned optimizers' step through torch.compile (1.5-3x faster "
-                        "on MNIST, seconds of compilation per shape; needs a C++ compiler). "
+                   help="run the learned optimizers' step through torch.compile (1.3-2.5x "
+                        "faster on MNIST, seconds of compilation per shape; needs a C++ compiler). "
                         "Default: on for the paper budget when a compiler is found")
 
 

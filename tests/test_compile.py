@@ -65,3 +65,12 @@ def test_auto_compile_is_for_the_paper_budget_only():
     assert use_compile(None, "smoke") is False
     assert use_compile(None, "paper") is base.compile_available()
     assert use_compile(True, "smoke") is True and use_compile(False, "paper") is False
+
+
+def test_cli_compile_switch_defaults_to_auto():
+    from phys_l2o.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["reproduce", "mnist"]).compile is None
+    assert parser.parse_args(["reproduce", "mnist", "--no-compile"]).compile is False
+    assert parser.parse_args(["train", "--out", "x.pt", "--compile"]).compile is True
