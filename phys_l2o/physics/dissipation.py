@@ -33,7 +33,7 @@ class PSDDissipation(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.factor = FeatureLinear(2 * width, 2 * width, bias=False)
+        self.factor = nn.Linear(2 * width, 2 * width, bias=False)  # holds R, never called
 
     def matrix(self) -> Tensor:
         """The ``(2d, 2d)`` matrix ``D``."""

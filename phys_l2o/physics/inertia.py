@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .linear import FeatureLinear, feature_matmul
+from .linear import feature_matmul
 from .scales import PositiveScale
 
 
@@ -45,7 +45,7 @@ class CholeskyInverseInertia(InverseInertia):
         super().__init__()
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
-        self.factor = FeatureLinear(width, width)
+        self.factor = nn.Linear(width, width)  # holds L; its forward is never called
         self.eps = eps
 
     def matrix(self) -> Tensor:

@@ -19,20 +19,19 @@ from torch import Tensor, nn
 MAX_UNROLLED_FEATURES = 8
 
 
-def feature_matmul(x: Tensor, weight: Tensor) -> Tensor:
-    """``x @ weight.T`` over the last axis: ``(..., k)`` and ``(n, k)`` give ``(..., n)``."""
+def feature_matmul(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T (+ bias)`` over the last axis: ``(..., k)``, ``(n, k)`` give ``(..., n)``."""
     k = weight.shape[-1]
     if not torch.compiler.is_compiling() or k > MAX_UNROLLED_FEATURES:
-        return F.linear(x, weight)
+        return F.linear(x, weight, bias)
     out = x[..., 0:1] * weight[:, 0]
     for i in range(1, k):
         out = out + x[..., i:i + 1] * weight[:, i]
-    return out
+    return out if bias is None else out + bias
 
 
 class FeatureLinear(nn.Linear):
     """``nn.Linear`` (same weights and state-dict keys) computed by ``feature_matmul``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        out = feature_matmul(x, self.weight)
-        return out if self.bias is None else out + self.bias
+        return feature_matmul(x, self.weight, self.bias)
