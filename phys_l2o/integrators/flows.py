@@ -185,13 +185,32 @@ for _method in ODE_METHODS:
 
 
 class _SplitFlow(Flow):
-    """A fixed-step splitting scheme: ``steps`` sub-steps of size ``h = horizon / steps``."""
+    """A fixed-step splitting scheme: ``steps`` sub-steps of size ``h = horizon / steps``.
+
+    Args:
+        horizon: the integration time.
+        steps: sub-steps.
+    """
+
+    #: field evaluations per sub-step.
+    evaluations: int
 
     def __init__(self, horizon: float = 1.0, steps: int = 1) -> None:
         super().__init__(horizon)
         if not (isinstance(steps, int) and steps >= 1):
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
         self.steps = steps
+
+    def substep(self, field: nn.Module, q: Tensor, q_dot: Tensor,
+                h: float) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.horizon / self.steps
+        for _ in range(self.steps):
+            q, q_dot = self.substep(field, q, q_dot, h)
+        self.nfe = self.evaluations * self.steps
+        return q, q_dot
 
     def extra_repr(self) -> str:
         return f"horizon={self.horizon}, steps={self.steps}"
@@ -209,19 +228,15 @@ class SymplecticEuler(_SplitFlow):
 
     Two field evaluations per sub-step. With ``M^{-1} = lr``, dissipation
     ``diag(0, (1 - mu) / lr)`` and ``h = 1`` it is SGD with momentum ``mu`` exactly.
-
-    Args:
-        horizon: the integration time.
-        steps: sub-steps.
+    Options: ``horizon`` (the integration time) and ``steps`` (sub-steps).
     """
 
-    def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.horizon / self.steps
-        for _ in range(self.steps):
-            q_dot = q_dot + h * field(q, q_dot)[1]
-            q = q + h * field(q, q_dot)[0]
-        self.nfe = 2 * self.steps
-        return q, q_dot
+    evaluations = 2
+
+    def substep(self, field: nn.Module, q: Tensor, q_dot: Tensor,
+                h: float) -> tuple[Tensor, Tensor]:
+        q_dot = q_dot + h * field(q, q_dot)[1]
+        return q + h * field(q, q_dot)[0], q_dot
 
 
 @register_flow("leapfrog")
@@ -235,18 +250,14 @@ class Leapfrog(_SplitFlow):
         v'     = v_half + h/2 a_v(q', v_half)
 
     Three field evaluations per sub-step. When ``dV/dq`` is held fixed over the step (the
-    parameter-state optimizer), both kicks see the same gradient.
-
-    Args:
-        horizon: the integration time.
-        steps: sub-steps.
+    parameter-state optimizer), both kicks see the same gradient. Options: ``horizon`` and
+    ``steps``, as for ``SymplecticEuler``.
     """
 
-    def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.horizon / self.steps
-        for _ in range(self.steps):
-            q_dot = q_dot + 0.5 * h * field(q, q_dot)[1]
-            q = q + h * field(q, q_dot)[0]
-            q_dot = q_dot + 0.5 * h * field(q, q_dot)[1]
-        self.nfe = 3 * self.steps
-        return q, q_dot
+    evaluations = 3
+
+    def substep(self, field: nn.Module, q: Tensor, q_dot: Tensor,
+                h: float) -> tuple[Tensor, Tensor]:
+        q_dot = q_dot + 0.5 * h * field(q, q_dot)[1]
+        q = q + h * field(q, q_dot)[0]
+        return q, q_dot + 0.5 * h * field(q, q_dot)[1]
