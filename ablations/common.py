@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from phys_l2o import build  # noqa: E402
 from phys_l2o.meta import (  # noqa: E402
     MetaTrainingDiverged,
     Schedule,
@@ -33,7 +33,6 @@ from phys_l2o.meta import (  # noqa: E402
     paired_difference,
     summarize,
 )
-from phys_l2o.optimizers import TorchOptimizer  # noqa: E402
 from phys_l2o.reporting import write_json  # noqa: E402
 from phys_l2o.reporting.tables import format_number  # noqa: E402
 from phys_l2o.seeding import derive_seed, make_generator, resolve_device  # noqa: E402
@@ -61,10 +60,10 @@ BUDGETS = {
 
 @dataclass
 class Variant:
-    """A learned optimizer to meta-train: a fresh-model factory and its meta-training settings."""
+    """A learned optimizer to meta-train: its spec and its meta-training settings."""
 
     name: str
-    build: Callable[[], torch.nn.Module]
+    spec: dict
     unroll: int
     meta_lr: float
 
@@ -76,7 +75,7 @@ class Setting:
     name: str                                    # "quadratic" or "mnist": picks the budget
     train_task: object
     targets: dict[str, object]                   # label -> task
-    baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # label -> {name: lr}
+    baselines: dict[str, dict[str, dict]] = field(default_factory=dict)  # label -> {name: spec}
 
 
 def train_and_evaluate(variant: Variant, setting: Setting, sizes: dict, steps: int, seed: int,
@@ -84,24 +83,23 @@ def train_and_evaluate(variant: Variant, setting: Setting, sizes: dict, steps: i
     """Meta-train one variant with one seed; evaluate the best weights on every target."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "init"))  # same architecture, same start
-        optimizer = variant.build()
+        optimizer = build(variant.spec, "optimizer")
     schedule = Schedule(**sizes, steps=steps, unroll=variant.unroll, meta_lr=variant.meta_lr)
     start = time.perf_counter()
     diverged = False
     try:
-        result = meta_train(optimizer, setting.train_task, schedule, seed=seed, device=device,
-                            progress=False)
-    except MetaTrainingDiverged as error:  # keep the best weights found before it diverged
-        result, diverged = error.result, True
-    optimizer.load_state_dict(result.best_state)
+        meta_train(optimizer, setting.train_task, schedule, seed=seed, device=device,
+                   progress=False)
+    except MetaTrainingDiverged:  # the optimizer holds the best weights found before
+        diverged = True
     finals, curves = {}, {}
     for label, task in setting.targets.items():
         losses = evaluate(optimizer, task, problems[label], steps)
         finals[label] = losses[:, -1].double().cpu().numpy()
         curves[label] = losses.double().mean(0).cpu().numpy()
-    integrator = getattr(optimizer, "integrator", None)
+    readout = getattr(optimizer, "readout", optimizer)  # the parameter state counts its own
     return {"finals": finals, "curves": curves, "seconds": time.perf_counter() - start,
-            "params": optimizer.num_params(), "nfe": getattr(integrator, "nfe", None),
+            "params": optimizer.num_params(), "nfe": getattr(readout, "nfe", None),
             "diverged_training": diverged}
 
 
@@ -125,9 +123,9 @@ def run_ablation(name: str, title: str, setting: Setting, variants: list[Variant
             bar.update(1)
     bar.close()
     for label, task in setting.targets.items():
-        for base, lr in setting.baselines.get(label, {}).items():
+        for base, spec in setting.baselines.get(label, {}).items():
             start = time.perf_counter()
-            losses = evaluate(TorchOptimizer(base, lr), task, problems[label], steps)
+            losses = evaluate(build(spec, "baseline"), task, problems[label], steps)
             entry = runs.setdefault(base, [{"finals": {}, "curves": {}, "seconds": 0.0,
                                             "params": None, "nfe": None,
                                             "diverged_training": False}])[0]

@@ -12,22 +12,22 @@ from __future__ import annotations
 from common import Variant, main_arguments, run_ablation
 from settings import PAPER_HNN, hnn_variant, lstm_variant, mnist_setting, quadratic_setting
 
-from phys_l2o.optimizers import build_optimizer
-from phys_l2o.presets import BASELINE_LR, PAPER_LEARNED
+from phys_l2o.presets import PAPER_BASELINES, PAPER_LEARNED
 
 # loose tolerances: one optimizer step needs no precise solve, and dopri5 is costly on MNIST
-ODE_OPTIONS = {"rk4": {}, "dopri5": {"rtol": 1e-2, "atol": 1e-3}}
+ODE_FLOWS = {"rk4": {"type": "rk4"}, "dopri5": {"type": "dopri5", "rtol": 1e-2, "atol": 1e-3}}
 
 
 def variants(task: str) -> list[Variant]:
     hnn = PAPER_LEARNED[task]["hnn"]
-    sgd_lr = BASELINE_LR["quadratic" if task == "quadratic" else "mnist-sigmoid"]["sgd"]
+    sgd = PAPER_BASELINES["quadratic" if task == "quadratic" else "mnist-sigmoid"]["sgd"]
     return [
         hnn_variant(task, f"{PAPER_HNN}: euler-readout"),
-        *(hnn_variant(task, f"gradient state: {name}", integrator=name,
-                      integrator_options=options) for name, options in ODE_OPTIONS.items()),
+        *(hnn_variant(task, f"gradient state: {name}",
+                      readout={"type": "flow-readout", "flow": flow})
+          for name, flow in ODE_FLOWS.items()),
         Variant("parameter state: symplectic-euler",
-                lambda: build_optimizer("hnn-param", lr=sgd_lr, momentum=0.9),
+                {"type": "hnn-param", "lr": sgd["lr"], "momentum": 0.9},
                 hnn["unroll"], hnn["meta_lr"]),
         lstm_variant(task),
     ]

@@ -11,30 +11,26 @@ from __future__ import annotations
 
 from common import Variant, main_arguments, run_ablation
 from settings import (
+    field_spec,
     hnn_variant,
     lstm_variant,
     mnist_setting,
     quadratic_setting,
 )
 
-from phys_l2o.optimizers import paper_field
-from phys_l2o.physics import PSDDissipation, ScalarPotentialMLP
 from phys_l2o.presets import PAPER_LEARNED
 
 
 def variants(task: str) -> list[Variant]:
-    paper = PAPER_LEARNED[task]["hnn"]["config"]
+    paper = PAPER_LEARNED[task]["hnn"]["optimizer"]
     pre, norm = paper["preprocessing"], paper["normalize"]
     return [
         hnn_variant(task),
-        hnn_variant(task, "no dissipation", field=lambda w: paper_field(w, dissipation=None)),
-        hnn_variant(task, "no control", field=lambda w: paper_field(w, control=None)),
-        hnn_variant(task, "identity inertia",
-                    field=lambda w: paper_field(w, inverse_inertia=None)),
-        hnn_variant(task, "scalar potential",
-                    field=lambda w: paper_field(w, potential=ScalarPotentialMLP(w))),
-        hnn_variant(task, "PSD dissipation",
-                    field=lambda w: paper_field(w, dissipation=PSDDissipation(w))),
+        hnn_variant(task, "no dissipation", field=field_spec(dissipation=None)),
+        hnn_variant(task, "no control", field=field_spec(control=None)),
+        hnn_variant(task, "identity inertia", field=field_spec(inverse_inertia=None)),
+        hnn_variant(task, "scalar potential", field=field_spec(potential="scalar-potential-mlp")),
+        hnn_variant(task, "PSD dissipation", field=field_spec(dissipation="psd-dissipation")),
         hnn_variant(task, "preprocessing " + ("off" if pre else "on"), preprocessing=not pre),
         hnn_variant(task, "normalization " + ("off" if norm else "on"), normalize=not norm),
         lstm_variant(task),

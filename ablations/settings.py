@@ -1,22 +1,24 @@
-"""The training tasks and evaluation targets the ablations share, and the paper's variants."""
+"""The training tasks and evaluation targets the ablations share, and the paper's variants.
+
+A variant is an optimizer spec (``phys_l2o.build``) with its meta-training settings.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 from common import Setting, Variant
 
-from phys_l2o.optimizers import HNN, LSTMOptimizer
-from phys_l2o.physics import PortHamiltonianField
-from phys_l2o.presets import BASELINE_LR, PAPER_LEARNED
-from phys_l2o.tasks import MNISTTask, QuadraticTask
+from phys_l2o import build
+from phys_l2o.presets import PAPER_BASELINES, PAPER_FIELD, PAPER_LEARNED
 
 PAPER_HNN = "hnn (paper)"
 
 
 def quadratic_setting() -> Setting:
-    task = QuadraticTask()
-    return Setting("quadratic", task, {"quadratic": task}, {"quadratic": BASELINE_LR["quadratic"]})
+    task = build("quadratic")
+    return Setting("quadratic", task, {"quadratic": task},
+                   {"quadratic": PAPER_BASELINES["quadratic"]})
 
 
 def mnist_setting(data_root: str | None, device, nets: dict[str, tuple[str, int]] | None = None,
@@ -26,30 +28,34 @@ def mnist_setting(data_root: str | None, device, nets: dict[str, tuple[str, int]
     Baselines use the paper's sigmoid learning rates, and its ReLU ones on ReLU nets.
     """
     nets = nets or {"sigmoid": ("sigmoid", 20), "relu": ("relu", 20)}
-    train = MNISTTask("sigmoid", 20, pool="train", data_root=data_root, device=device)
-    targets = {label: MNISTTask(act, width, pool="test", data_root=data_root, device=device)
+    where = {"data_root": data_root, "device": device}
+    train = build({"type": "mnist", "activation": "sigmoid", "hidden": 20, "pool": "train"},
+                  **where)
+    targets = {label: build({"type": "mnist", "activation": act, "hidden": width,
+                             "pool": "test"}, **where)
                for label, (act, width) in nets.items()}
-    baselines = {label: BASELINE_LR["mnist-relu" if act == "relu" else "mnist-sigmoid"]
+    baselines = {label: PAPER_BASELINES["mnist-relu" if act == "relu" else "mnist-sigmoid"]
                  for label, (act, _) in nets.items()}
     return Setting("mnist", train, targets, baselines)
 
 
-def hnn_variant(task: str, name: str = PAPER_HNN, *,
-                field: Callable[[int], PortHamiltonianField] | None = None,
-                **overrides) -> Variant:
-    """The paper's HNN for ``task`` with its config changed by ``overrides`` and, optionally, a
-    different field (a function of the feature width)."""
+def field_spec(**replace: Any) -> dict:
+    """The paper's field spec with pieces replaced (a spec or a name) or left out (``None``)."""
+    unknown = set(replace) - (set(PAPER_FIELD) - {"type"})
+    if unknown:
+        raise ValueError(f"unknown pieces {sorted(unknown)}")
+    spec = {**PAPER_FIELD, **replace}
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def hnn_variant(task: str, name: str = PAPER_HNN, **overrides: Any) -> Variant:
+    """The paper's HNN for ``task`` with options of its spec changed by ``overrides``
+    (``field=field_spec(...)``, ``readout=...``, ``preprocessing=...``, ...)."""
     preset = PAPER_LEARNED[task]["hnn"]
-    config = {**preset["config"], **overrides}
-    width = 2 if config["preprocessing"] else 1
-
-    def build() -> HNN:
-        return HNN(field=None if field is None else field(width), **config)
-
-    return Variant(name, build, preset["unroll"], preset["meta_lr"])
+    return Variant(name, {**preset["optimizer"], **overrides}, preset["unroll"],
+                   preset["meta_lr"])
 
 
 def lstm_variant(task: str) -> Variant:
     preset = PAPER_LEARNED[task]["lstm"]
-    return Variant("lstm", lambda: LSTMOptimizer(**preset["config"]), preset["unroll"],
-                   preset["meta_lr"])
+    return Variant("lstm", preset["optimizer"], preset["unroll"], preset["meta_lr"])

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from common import evaluate_rate, meta_train_rate
 
-from phys_l2o.optimizers import TorchOptimizer
-from phys_l2o.presets import BASELINE_LR, PAPER_LEARNED
+from phys_l2o import build
+from phys_l2o.presets import PAPER_BASELINES, PAPER_LEARNED
 from phys_l2o.reproduce import paper_optimizer
 from phys_l2o.tasks import MNISTTask
 
@@ -35,7 +35,7 @@ OFFLINE_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def make_optimizer(name: str, compile_step: bool = False):
     """The paper's MNIST configuration of ``name`` (Adam at its sigmoid-net learning rate)."""
     if name == "adam":
-        return TorchOptimizer("adam", BASELINE_LR["mnist-sigmoid"]["adam"])
+        return build(PAPER_BASELINES["mnist-sigmoid"]["adam"])
     return paper_optimizer("mnist", name, seed=0).compile_step(compile_step)
 
 

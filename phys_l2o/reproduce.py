@@ -15,19 +15,20 @@ import torch
 
 from .meta import Schedule, compare, meta_train, save_checkpoint
 from .meta.checkpoint import atomic_write
-from .optimizers import TorchOptimizer, build_optimizer
 from .optimizers.base import LearnedOptimizer, compile_available
 from .presets import (
-    BASELINE_LR,
-    BUDGETS,
-    PAPER_LEARNED,
+    PAPER_BASELINES,
     PAPER_RESULTS,
+    PAPER_TASKS,
     STEPS,
     TEST_PROBLEMS,
+    budget_sizes,
+    learned_preset,
 )
+from .registry import Spec, build
 from .reporting import method_table, plot_curves, summarize_methods, write_json
 from .seeding import derive_seed, make_generator, resolve_device
-from .tasks import MNISTTask, QuadraticTask, Task
+from .tasks import Task
 
 LEARNED = ("hnn", "lstm")
 TITLES = {"quadratic": "Table A1: random 10-d quadratics",
@@ -44,32 +45,44 @@ class Target:
     label: str | None = None
 
 
-def paper_schedule(task: str, optimizer: str, budget: str, **overrides) -> Schedule:
-    """The schedule of ``optimizer`` on ``task`` for ``budget`` (``paper`` or ``smoke``)."""
-    if budget not in BUDGETS[task]:
-        raise ValueError(f"unknown budget {budget!r}; choose from {sorted(BUDGETS[task])}")
-    preset = PAPER_LEARNED[task][optimizer]
-    fields = {**BUDGETS[task][budget], "steps": STEPS, "unroll": preset["unroll"],
+def paper_schedule(task: str, optimizer: str | Spec, budget: str, **overrides) -> Schedule:
+    """The schedule of ``optimizer`` (a registered name or a spec) on ``task`` for ``budget``
+    (``paper`` or ``smoke``): the budget's sizes, the optimizer's truncation and meta
+    learning rate (the paper's, or the defaults for an optimizer the paper did not train),
+    then ``overrides`` that are not ``None``."""
+    name = optimizer if isinstance(optimizer, str) else optimizer.get("type")
+    preset = learned_preset(task, name)
+    fields = {**budget_sizes(task, budget), "steps": STEPS, "unroll": preset["unroll"],
               "meta_lr": preset["meta_lr"]}
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return Schedule(**fields)
 
 
-def paper_optimizer(task: str, name: str, seed: int, **overrides) -> LearnedOptimizer:
-    """A freshly initialized learned optimizer with the paper's config for ``task``."""
-    config = {**PAPER_LEARNED[task][name]["config"],
-              **{k: v for k, v in overrides.items() if v is not None}}
+def build_seeded(spec: Spec, seed: int, stream: str) -> LearnedOptimizer:
+    """Build a learned optimizer from ``spec`` with its weights drawn from the seed's
+    ``stream`` (the global random state is left as it was)."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, f"init-{name}"))
-        return build_optimizer(name, **config)
+        torch.manual_seed(derive_seed(seed, stream))
+        return build(spec, "optimizer")
 
 
-def use_compile(compile: bool | None, budget: str) -> bool:
+def paper_optimizer(task: str, name: str, seed: int, **overrides) -> LearnedOptimizer:
+    """A freshly initialized learned optimizer with the paper's spec for ``task`` (or the
+    defaults of a registered optimizer the paper did not train), options ``overrides``."""
+    spec = {**learned_preset(task, name)["optimizer"],
+            **{k: v for k, v in overrides.items() if v is not None}}
+    return build_seeded(spec, seed, f"init-{name}")
+
+
+def use_compile(compile: bool | None, budget: str, optimizers=()) -> bool:
     """``None`` (auto): compile the learned optimizers' step for the paper budget, when a C++
-    compiler is there; the smoke budget is too short to pay the compilation back."""
+    compiler is there and every optimizer can be compiled; the smoke budget is too short to
+    pay the compilation back."""
     if compile is not None:
         return compile
-    return budget == "paper" and compile_available()
+    return budget == "paper" and compile_available() and all(
+        getattr(m, "compilable", True) is not False
+        for opt in optimizers for m in opt.modules())
 
 
 def train_learned(task_name: str, task: Task, budget: str, *, seed: int, device, out: Path,
@@ -81,7 +94,6 @@ def train_learned(task_name: str, task: Task, budget: str, *, seed: int, device,
         schedule = paper_schedule(task_name, name, budget, meta_batch=meta_batch)
         optimizer = paper_optimizer(task_name, name, seed).compile_step(compile)
         result = meta_train(optimizer, task, schedule, seed=seed, device=device, progress=progress)
-        optimizer.load_state_dict(result.best_state)
         save_checkpoint(out / "checkpoints" / f"{name}.pt", optimizer, task=task_name,
                         budget=budget, seed=seed, schedule=schedule.to_dict(),
                         best_epoch=result.best_epoch, best_validation=result.best_validation)
@@ -98,7 +110,8 @@ def evaluate_target(target: Target, learned: dict, *, problems: int, seed: int, 
     """Every method on the same ``problems`` test problems of ``target``."""
     problems = target.task.sample(problems, make_generator(seed, "test"), device)
     methods = dict(learned)
-    methods.update({name: TorchOptimizer(name, lr) for name, lr in BASELINE_LR[target.key].items()})
+    methods.update({name: build(spec, "baseline")
+                    for name, spec in PAPER_BASELINES[target.key].items()})
     runs = compare(methods, target.task, problems, STEPS, progress=progress)
     params = {name: opt.num_params() for name, opt in methods.items()}
     return summarize_methods(runs, params)
@@ -119,19 +132,19 @@ def reproduce(task_name: str, budget: str = "smoke", *, out: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     note = None
-    if task_name == "quadratic":
-        train_task = QuadraticTask()
-        targets = [Target("quadratic", train_task)]
-    elif task_name == "mnist":
-        train_task = MNISTTask("sigmoid", pool="train", data_root=data_root, device=device)
-        targets = [Target(f"mnist-{act}", MNISTTask(act, pool="test", data_root=data_root,
-                                                      device=device), act)
-                   for act in ("sigmoid", "relu")]
-        note = train_task.data_note
-        if note:
-            print(f"note: {note}")
-    else:
-        raise ValueError(f"unknown task {task_name!r}; choose from ['mnist', 'quadratic']")
+    if task_name not in PAPER_TASKS:
+        raise ValueError(f"unknown task {task_name!r}; choose from {sorted(PAPER_TASKS)}")
+    tasks = PAPER_TASKS[task_name]
+    context = {"data_root": data_root, "device": device}
+    train_task = build(tasks["train"], "task", **context)
+    targets = [Target(key, build(spec, "task", **context),
+                      key.split("-", 1)[1] if len(tasks["targets"]) > 1 else None)
+               for key, spec in tasks["targets"].items()]
+    if len(targets) == 1 and targets[0].key == task_name:
+        targets[0].task = train_task  # the same problem family: no second copy
+    note = getattr(train_task, "data_note", None)
+    if note:
+        print(f"note: {note}")
 
     learned, records = train_learned(task_name, train_task, budget, seed=seed, device=device,
                                      out=out, progress=progress, meta_batch=meta_batch,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from phys_l2o import load_checkpoint, registered, spec_of
 from phys_l2o.cli import main
 
 NAMES = {"hnn", "lstm", "adam", "rmsprop", "sgd", "nag"}
@@ -47,7 +48,8 @@ def run_cli(*args):
 
 @pytest.mark.parametrize("args, expected", [
     (["reproduce", "cubic"], "quadratic"),
-    (["train", "--optimizer", "adamw", "--out", "x.pt"], "hnn"),
+    (["train", "--optimizer", "adamw", "--out", "x.pt"], "hnn-param"),
+    (["train", "--config", "none.toml", "--out", "x.pt"], "no config file"),
     (["evaluate", "--optimizer", "adagrad"], "adam"),
     (["evaluate", "--optimizer", "adam", "--steps", "0"], "positive integer"),
     (["train", "--unroll", "-3", "--out", "x.pt"], "positive integer"),
@@ -101,3 +103,89 @@ def test_reproduce_mnist_smoke_writes_both_tables(tmp_path):
         assert set(net["optimizers"]) == NAMES
         assert len(net["optimizers"]["adam"]["curve"]) == 100
     assert (out / "curves_sigmoid.png").exists() and (out / "curves_relu.png").exists()
+
+
+SMOKE = ["--budget", "smoke", "--no-progress", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("name", sorted(registered("optimizer")))
+def test_every_listed_learned_optimizer_trains_at_the_smoke_budget(name, tmp_path):
+    out = tmp_path / f"{name}.pt"
+    assert main(["train", "--optimizer", name, "--out", str(out), *SMOKE]) == 0
+    optimizer, meta = load_checkpoint(out)
+    assert optimizer.name == name and meta["task"] == "quadratic"
+
+
+@pytest.mark.parametrize("name", sorted(registered("baseline")))
+def test_every_listed_baseline_evaluates(name, capsys):
+    assert main(["evaluate", "--optimizer", name, "--problems", "3", "--steps", "5",
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert "diverged" not in capsys.readouterr().out
+
+
+CONFIG = """
+[optimizer]
+type = "hnn"
+preprocessing = false
+
+[optimizer.field]
+type = "port-hamiltonian"
+potential = { type = "scalar-potential-mlp", hidden = 8 }
+inverse_inertia = { type = "cholesky-inertia", eps = 0.001 }
+dissipation = { type = "psd-dissipation" }
+control = false
+
+[optimizer.readout]
+type = "flow-readout"
+flow = { type = "rk4", horizon = 0.5 }
+
+[task]
+type = "quadratic"
+dim = 6
+
+[schedule]
+epochs = 1
+trajectories = 2
+steps = 20
+"""
+
+
+def test_train_from_a_config_file_then_evaluate_the_checkpoint(tmp_path, capsys):
+    config = tmp_path / "mine.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "mine.pt"
+    assert main(["train", "--config", str(config), "--out", str(out), *SMOKE]) == 0
+    optimizer, meta = load_checkpoint(out)
+    spec = spec_of(optimizer)
+    assert spec["field"]["potential"] == {"type": "scalar-potential-mlp", "hidden": 8}
+    assert optimizer.field.control is None and spec["field"].get("control", False) is False
+    assert spec["readout"]["flow"]["horizon"] == 0.5
+    assert meta["schedule"]["epochs"] == 1 and meta["schedule"]["steps"] == 20
+    assert main(["evaluate", "--checkpoint", str(out), "--problems", "4", "--no-progress",
+                 "--device", "cpu"]) == 0
+    assert "| hnn |" in capsys.readouterr().out.lower()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[optimizer]\ntype = 'hnn'\nintegrator = 'rk4'\n", "takes no option ['integrator']"),
+    ("[optimizer]\ntype = 'my-optimizer'\n", "'my-optimizer' is not registered"),
+    ("[task]\ntype = 'quadratic'\n", "has no [optimizer] table"),
+    ("[optimizer]\ntype = 'hnn'\n[schedul]\nepochs = 1\n", "unknown tables ['schedul']"),
+    ("[optimizer]\ntype = 'hnn'\n[schedule]\nepoch = 1\n", "bad [schedule]"),
+    ("[optimizer\ntype = 'hnn'\n", "not valid TOML"),
+])
+def test_bad_config_files_are_clear_errors(text, expected, tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "x.pt"),
+                 *SMOKE]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("task", sorted(registered("task")))
+def test_every_listed_task_trains_at_the_smoke_budget(task, tmp_path, mnist_test_only_root):
+    out = tmp_path / "hnn.pt"
+    assert main(["train", "--task", task, "--out", str(out), "--data-root",
+                 str(mnist_test_only_root), *SMOKE]) == 0
+    assert load_checkpoint(out)[1]["task"] == task

@@ -74,3 +74,14 @@ def test_cli_compile_switch_defaults_to_auto():
     assert parser.parse_args(["reproduce", "mnist"]).compile is None
     assert parser.parse_args(["reproduce", "mnist", "--no-compile"]).compile is False
     assert parser.parse_args(["train", "--out", "x.pt", "--compile"]).compile is True
+
+
+def test_a_piece_that_cannot_be_compiled_is_refused_at_once():
+    from phys_l2o import HNN, PortHamiltonianField
+    from phys_l2o.physics import ScalarPotentialMLP
+
+    optimizer = HNN(field=PortHamiltonianField(ScalarPotentialMLP(1)))
+    with pytest.raises(RuntimeError, match="ScalarPotentialMLP.*eager mode"):
+        optimizer.compile_step()
+    assert "step" not in optimizer.__dict__
+    assert use_compile(None, "paper", [optimizer]) is False   # auto mode stays eager

@@ -1,7 +1,8 @@
 """The documentation site: its code runs, its reference covers the package, and it builds.
 
-The Python blocks of ``docs/tutorial.md`` and ``docs/using-a-trained-optimizer.md`` are run in
-order in one namespace, in a temporary working directory, so that the pages cannot rot. The
+The Python blocks of ``docs/tutorial.md``, ``docs/using-a-trained-optimizer.md`` and
+``docs/concepts.md`` are run in order in one namespace, in a temporary working directory, so
+that the pages cannot rot. The
 strict MkDocs build (every link, page, anchor and docstring) runs when MkDocs is installed
 (the ``dev`` extra).
 """
@@ -23,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
-#: the packages and modules that have a page in the API reference
-API_PAGES = ("physics", "integrators", "optimizers", "tasks", "meta", "reporting", "presets",
-             "reproduce", "seeding")
+#: the packages and modules of ``phys_l2o`` that have a page in the API reference (and every
+#: module of a package has an entry); the package itself has one too (``docs/api/phys_l2o.md``)
+API_PAGES = ("registry", "physics", "integrators", "optimizers", "tasks", "meta", "reporting",
+             "presets", "reproduce", "seeding")
 
 
 def python_blocks(page: str) -> list[str]:
@@ -43,11 +45,41 @@ def run_page(page: str) -> dict:
     return namespace
 
 
+def load_hook():
+    spec = importlib.util.spec_from_file_location("registries", DOCS / "_hooks" / "registries.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    return hook
+
+
+def test_tutorial_opens_with_a_ten_line_example():
+    first = python_blocks("tutorial.md")[0]
+    lines = [line for line in first.splitlines() if line.strip()]
+    assert len(lines) <= 10, f"the tutorial's first example has {len(lines)} lines"
+    assert any(line.startswith("from phys_l2o import") for line in lines)
+    for name in ("meta_train", "save_checkpoint", "load_checkpoint"):
+        assert f"{name}(" in first
+
+
 def test_tutorial_runs(tmp_path, monkeypatch):
+    from phys_l2o import build, load_toml, registered, spec_of
+
     monkeypatch.chdir(tmp_path)
     ns = run_page("tutorial.md")
+    mine = ns["mine"]
+    # the first example: built, meta-trained, saved and loaded back with its record
+    assert mine.num_params() == 60 and ns["paper"].num_params() == 19
+    assert ns["record"] == {"task": "quadratic", "best_epoch": ns["result"].best_epoch}
+    assert (tmp_path / "mine.pt").is_file()
+    # the spec and the config file
+    assert load_toml(tmp_path / "mine.toml")["optimizer"] == spec_of(mine)
+    assert spec_of(build(spec_of(mine))) == spec_of(mine)
+    # the registered piece travels through a spec and a checkpoint
+    assert "tutorial-friction" in registered("dissipation")
+    assert ns["custom"].num_params() == 57
+    assert type(ns["again"].field.dissipation) is ns["LearnedFriction"]
+    # the comparison
     assert set(ns["summary"]) == {"mine", "hnn", "adam"}
-    assert ns["mine"].num_params() == 60 and ns["paper"].num_params() == 19
     for entry in ns["summary"].values():
         assert entry["final_loss"]["diverged"] == 0
     assert (tmp_path / "tutorial-curves.png").stat().st_size > 0
@@ -84,7 +116,7 @@ def test_api_reference_covers_every_module():
     documented = set()
     for page in (DOCS / "api").glob("*.md"):
         documented |= set(re.findall(r"^::: (phys_l2o[\w.]*)", page.read_text(), re.M))
-    missing = []
+    missing = [] if "phys_l2o" in documented else ["phys_l2o"]
     for name in API_PAGES:
         module = f"phys_l2o.{name}"
         if module not in documented:
@@ -99,17 +131,44 @@ def test_api_reference_covers_every_module():
 
 
 def test_registry_tables_list_every_registered_name():
-    spec = importlib.util.spec_from_file_location("registries", DOCS / "_hooks" / "registries.py")
-    hook = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hook)
-    from phys_l2o.integrators import FLOWS, INTEGRATORS
+    from phys_l2o import KINDS, registered
 
-    text = hook.on_page_markdown("<!-- registry: integrators -->\n\n<!-- registry: flows -->",
-                                 None, None, None)
-    for name in [*INTEGRATORS, *FLOWS]:
-        assert f"| `{name}` |" in text
+    hook = load_hook()
+    for kind in KINDS:
+        text = hook.on_page_markdown(f"<!-- registry: {kind} -->", None, None, None)
+        assert "<!--" not in text, kind
+        names = registered(kind)
+        assert names, f"nothing is registered as {kind}"
+        for name in names:
+            assert f"| `{name}` |" in text, (kind, name)
+    hnn = hook.on_page_markdown("<!-- registry: optimizer -->", None, None, None)
+    assert "`out_mul=0.001`" in hnn and "`width" not in hnn
+    baselines = hook.on_page_markdown("<!-- registry: baseline -->", None, None, None)
+    assert "`momentum=0.9`, `nesterov=True`" in baselines       # the fixed arguments of nag
+    tasks = hook.on_page_markdown("<!-- registry: task -->", None, None, None)
+    assert "data_root" not in tasks and "device" not in tasks   # context, not options
     with pytest.raises(ValueError, match="unknown registry"):
         hook.on_page_markdown("<!-- registry: nothing -->", None, None, None)
+    with pytest.raises(ValueError, match="unknown registry"):
+        hook.on_page_markdown("<!-- registry: integrators -->", None, None, None)
+
+
+def test_registry_markers_name_kinds():
+    from phys_l2o import KINDS
+
+    hook = load_hook()
+    for page in DOCS.rglob("*.md"):
+        for kind in hook.MARKER.findall(page.read_text()):
+            assert kind in KINDS, f"{page.relative_to(DOCS)}: unknown registry {kind!r}"
+
+
+def test_package_page_lists_every_export():
+    import phys_l2o
+
+    text = load_hook().on_page_markdown("<!-- exports: phys_l2o -->", None, None, None)
+    for name in phys_l2o.__all__:
+        assert f"`{name}`" in text, name
+    assert "<!-- exports: phys_l2o -->" in (DOCS / "api" / "phys_l2o.md").read_text()
 
 
 def test_mkdocs_build_strict(tmp_path):
@@ -126,6 +185,9 @@ def test_mkdocs_build_strict(tmp_path):
     assert (site / "images" / "hnn-computation.svg").is_file()
     assert "| `euler-readout` |" not in concepts                # the registry table was rendered
     assert "<td><code>euler-readout</code></td>" in concepts
-    for page in ("physics", "integrators", "optimizers", "tasks", "meta"):
+    for page in ("phys_l2o", *API_PAGES):
         assert (site / "api" / page / "index.html").is_file()
+    registry = (site / "api" / "registry" / "index.html").read_text()
+    assert "<td><code>tutorial-friction</code></td>" not in registry  # only the package's
+    assert "<td><code>dopri5</code></td>" in registry
 

@@ -84,6 +84,21 @@ def test_meta_training_lowers_validation_loss_of_untrained_hnn():
     assert result.best_validation < 0.9 * untrained
 
 
+def test_meta_train_hands_back_the_best_weights():
+    torch.manual_seed(0)
+    opt = HNN()
+    schedule = tiny_schedule(epochs=4, meta_lr=0.05)
+    result = meta_train(opt, QuadraticTask(), schedule, seed=0, progress=False, keep_last=True)
+    for k, v in opt.state_dict().items():
+        assert torch.equal(v, result.best_state[k])
+    assert result.last_state is not None and set(result.last_state) == set(result.best_state)
+    # the loaded weights are the ones whose validation loss was recorded as the best
+    problems = QuadraticTask().sample(schedule.validation_problems,
+                                      make_generator(0, "validation"))
+    final = evaluate(opt, QuadraticTask(), problems, schedule.steps)[:, -1]
+    assert float(final.mean()) == pytest.approx(result.best_validation, rel=1e-5)
+
+
 def test_same_seed_same_result():
     def run():
         torch.manual_seed(5)
@@ -110,6 +125,11 @@ def test_schedule_rejects_bad_values():
         Schedule(unroll=0)
     with pytest.raises(ValueError, match="meta_lr"):
         Schedule(meta_lr=-1.0)
+    for bad in (True, 1.5, "3"):
+        with pytest.raises(ValueError, match="epochs"):
+            Schedule(epochs=bad)
+    with pytest.raises(ValueError, match="meta_lr"):
+        Schedule(meta_lr="0.1")
 
 
 def test_bootstrap_interval_and_summary():
@@ -138,3 +158,19 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_checkpoints_of_the_first_format_still_load(tmp_path):
+    """Format 1 held a registered name and the constructor config (read-outs as integrators)."""
+    torch.manual_seed(0)
+    new = HNN(readout={"type": "flow-readout", "flow": {"type": "rk4", "horizon": 0.5}})
+    old_state = {k.replace("readout.", "integrator.", 1): v for k, v in new.state_dict().items()}
+    torch.save({"format": "phys-l2o-checkpoint/1", "name": "hnn",
+                "config": {"preprocessing": False, "integrator": "rk4",
+                           "integrator_options": {"horizon": 0.5}, "out_mul": 0.001,
+                           "normalize": True},
+                "state_dict": old_state, "metadata": {"seed": 0}}, tmp_path / "old.pt")
+    loaded, meta = load_checkpoint(tmp_path / "old.pt")
+    assert meta == {"seed": 0} and loaded.spec() == new.spec()
+    for k, v in new.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)

@@ -4,49 +4,21 @@ from __future__ import annotations
 
 import gzip
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DIGITS, TRAIN_DIGITS, fake_digits, write_idx, write_split
 from torch import nn
 
+from phys_l2o import build
 from phys_l2o.meta import Schedule, evaluate, meta_train, rollout
-from phys_l2o.optimizers import HNN, LSTMOptimizer, TorchOptimizer
+from phys_l2o.optimizers import HNN, LSTMOptimizer
 from phys_l2o.tasks import MNISTTask, Task, load_mnist, make_activation, resolve_data_root, select
 from phys_l2o.tasks import mnist as mnist_module
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TRAIN_DIGITS, TEST_DIGITS = 400, 300
-
-
-def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
-    """Write a uint8 array as an idx file (gzipped unless ``compress`` is false)."""
-    data = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    data += array.astype(np.uint8).tobytes()
-    if compress:
-        path.with_name(path.name + ".gz").write_bytes(gzip.compress(data))
-    else:
-        path.write_bytes(data)
-
-
-def fake_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable fake digits: a random prototype per class plus noise, ``(n, 28, 28)`` uint8."""
-    rng = np.random.default_rng(seed)
-    prototypes = np.random.default_rng(0).integers(0, 256, size=(10, 28, 28))
-    labels = rng.integers(0, 10, size=n)
-    noise = rng.integers(-60, 61, size=(n, 28, 28))
-    return np.clip(prototypes[labels] + noise, 0, 255).astype(np.uint8), labels.astype(np.uint8)
-
-
-def write_split(root: Path, prefix: str, n: int, seed: int, compress: bool = True) -> tuple:
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    images, labels = fake_digits(n, seed)
-    write_idx(raw / f"{prefix}-images-idx3-ubyte", images, compress)
-    write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, compress)
-    return images, labels
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -349,7 +321,7 @@ def test_init_matches_pytorch_default_linear(test_only_root):
 
 def test_adam_lowers_the_loss(task):
     problems = task.sample(2, torch.Generator().manual_seed(5))
-    curves = evaluate(TorchOptimizer("adam", 0.03), task, problems, task.steps)
+    curves = evaluate(build({"type": "adam", "lr": 0.03}), task, problems, task.steps)
     assert curves.shape == (2, task.steps)
     initial = task.loss(task.init_params(problems), problems, 0)
     final = curves[:, -20:].mean(1)
@@ -373,7 +345,6 @@ def test_meta_trained_hnn_lowers_the_loss(test_only_root):
     problems = test.sample(4, torch.Generator().manual_seed(6))
     untrained = evaluate(hnn, test, problems, 20)
     result = meta_train(hnn, train, schedule, seed=0, progress=False)
-    hnn.load_state_dict(result.best_state)
     curves = evaluate(hnn, test, problems, 20)
     initial = test.loss(test.init_params(problems), problems, 0)
     assert torch.isfinite(curves).all() and result.best_epoch > 0

@@ -5,16 +5,17 @@ import math
 import pytest
 import torch
 
+from phys_l2o import build, registered, spec_of
 from phys_l2o.optimizers import (
-    BASELINES,
     HNN,
     GradientPreprocessing,
+    HNNState,
     LSTMOptimizer,
-    TorchOptimizer,
-    build_optimizer,
+    LSTMState,
+    Optimizer,
+    Segments,
     segment_normalize,
 )
-from phys_l2o.optimizers.base import segment_ids
 
 
 @pytest.mark.parametrize("make, count", [
@@ -32,9 +33,10 @@ ALL_OPTIMIZERS = {
     "hnn-pre": lambda: HNN(preprocessing=True, normalize=False),
     "lstm": lambda: LSTMOptimizer(),
     "lstm-pre": lambda: LSTMOptimizer(preprocessing=True, out_mul=0.1),
-    "hnn-rk4": lambda: HNN(integrator="rk4"),
-    "hnn-param": lambda: build_optimizer("hnn-param", correction_hidden=4, control=True),
-    **{name: (lambda name=name: TorchOptimizer(name, 0.01)) for name in BASELINES},
+    "hnn-rk4": lambda: HNN(readout={"type": "flow-readout", "flow": "rk4"}),
+    "hnn-param": lambda: build({"type": "hnn-param", "correction_hidden": 4, "control": True}),
+    **{name: (lambda name=name: build({"type": name, "lr": 0.01}))
+       for name in registered("baseline")},
 }
 
 
@@ -43,6 +45,8 @@ def test_optimizer_contract(name):
     """Shapes kept, inputs untouched, outputs finite, and batched == one problem at a time."""
     torch.manual_seed(0)
     opt = ALL_OPTIMIZERS[name]()
+    assert isinstance(opt, Optimizer)
+    assert build(opt.spec()).spec() == opt.spec() == spec_of(opt)
     segments = (6, 4)
     params, grads = torch.randn(3, 10), torch.randn(4, 3, 10)
     params_copy = params.clone()
@@ -64,7 +68,7 @@ def test_optimizer_contract(name):
 
 def test_baselines_are_torch_optim():
     p0, g = torch.randn(2, 5), torch.randn(2, 5)
-    opt = TorchOptimizer("nag", 0.1)
+    opt = build({"type": "nag", "lr": 0.1})
     state = opt.init_state(p0, (5,))
     p1, state = opt.step(p0, g, state)
     ref = p0.clone().requires_grad_()
@@ -73,9 +77,12 @@ def test_baselines_are_torch_optim():
     torch_opt.step()
     torch.testing.assert_close(p1, ref.detach())
     with pytest.raises(ValueError, match="adam"):
-        TorchOptimizer("adagrad", 0.1)
-    with pytest.raises(ValueError, match="positive"):
-        TorchOptimizer("adam", 0.0)
+        build({"type": "adagrad", "lr": 0.1})
+    for lr in (0.0, float("inf"), True, "0.1"):
+        with pytest.raises(ValueError, match="positive"):
+            build({"type": "adam", "lr": lr})
+    with pytest.raises(ValueError, match="momentun"):
+        build({"type": "sgd", "lr": 0.1, "momentun": 0.5})
 
 
 def test_preprocessing_formula():
@@ -96,8 +103,7 @@ def test_preprocessing_formula():
 
 def test_segment_normalize_per_parameter_tensor():
     x = torch.tensor([[3.0, 4.0, 1.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0, 5.0]])
-    ids = segment_ids((2, 3))
-    out = segment_normalize(x, ids, 2)
+    out = segment_normalize(x, Segments.of((2, 3)))
     expected = torch.tensor([[0.6, 0.8, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 1.0]])
     torch.testing.assert_close(out, expected)
 
@@ -107,28 +113,35 @@ def test_hnn_step_follows_the_paper():
     torch.manual_seed(1)
     opt = HNN(out_mul=0.5)
     params, grad = torch.randn(2, 4), torch.randn(2, 4)
-    state = opt.init_state(params, (4,))
-    state["q_dot"] = torch.randn(2, 4)
-    q, q_dot = grad.unsqueeze(-1), state["q_dot"].unsqueeze(-1)
+    state = opt.init_state(params, (4,))._replace(q_dot=torch.randn(2, 4))
+    assert isinstance(state, HNNState)
+    q, q_dot = grad.unsqueeze(-1), state.q_dot.unsqueeze(-1)
     dq, dq_dot = opt.field(q, q_dot)
-    w1 = opt.integrator.direction_head.weight[0]
-    w2, b2 = opt.integrator.q_dot_head.weight[0], opt.integrator.q_dot_head.bias
+    w1 = opt.readout.direction_head.weight[0]
+    w2, b2 = opt.readout.q_dot_head.weight[0], opt.readout.q_dot_head.bias
     update = w1[0] * dq + w1[1] * q
     q_dot_new = (w2[0] * dq + w2[1] * dq_dot + b2).squeeze(-1)
     q_dot_new = q_dot_new / q_dot_new.norm(dim=-1, keepdim=True)
     new_params, new_state = opt.step(params, grad, state)
     torch.testing.assert_close(new_params, params + 0.5 * update.squeeze(-1))
-    torch.testing.assert_close(new_state["q_dot"], q_dot_new)
+    torch.testing.assert_close(new_state.q_dot, q_dot_new)
 
 
-def test_build_optimizer_roundtrip_and_errors():
+def test_build_roundtrip_and_errors():
     opt = HNN(preprocessing=True, out_mul=0.01, normalize=False)
-    rebuilt = build_optimizer(opt.name, **opt.config())
+    rebuilt = build(spec_of(opt))
     assert rebuilt.num_params() == 55 and rebuilt.out_mul == 0.01 and not rebuilt.normalize
     with pytest.raises(ValueError, match="hnn"):
-        build_optimizer("adamw")
+        build("adamw", "optimizer")
     with pytest.raises(ValueError, match="euler-readout"):
-        HNN(integrator="no-such-integrator")
+        HNN(readout="no-such-readout")
+    with pytest.raises(ValueError, match="'rk4' is a flow map, not a read-out"):
+        HNN(readout="rk4")
+    for bad in (-1.0, float("nan"), 0.0, True):
+        with pytest.raises(ValueError, match="out_mul"):
+            HNN(out_mul=bad)
+    with pytest.raises(ValueError, match="hidden"):
+        LSTMOptimizer(hidden=0)
 
 
 def test_lstm_step_is_two_stacked_lstm_cells_and_a_linear_head():
@@ -136,15 +149,15 @@ def test_lstm_step_is_two_stacked_lstm_cells_and_a_linear_head():
     opt = LSTMOptimizer(preprocessing=True, out_mul=0.5)
     params, grad = torch.randn(2, 7), torch.randn(2, 7)
     state = opt.init_state(params, (7,))
-    state = {k: torch.randn_like(v) for k, v in state.items()}
+    state = LSTMState(*(tuple(torch.randn_like(t) for t in ts) for ts in state))
     x = opt.preprocess(grad.reshape(-1, 1))
-    h0, c0 = opt.cells[0](x, (state["h0"], state["c0"]))
-    h1, c1 = opt.cells[1](h0, (state["h1"], state["c1"]))
+    h0, c0 = opt.cells[0](x, (state.h[0], state.c[0]))
+    h1, c1 = opt.cells[1](h0, (state.h[1], state.c[1]))
     expected = params + 0.5 * opt.head(h1).reshape(2, 7)
     new_params, new_state = opt.step(params, grad, state)
     torch.testing.assert_close(new_params, expected)
-    torch.testing.assert_close(new_state["c1"], c1)
-    torch.testing.assert_close(new_state["h0"], h0)
+    torch.testing.assert_close(new_state.c[1], c1)
+    torch.testing.assert_close(new_state.h[0], h0)
 
 
 def test_paper_field_pieces_can_be_swapped_or_left_out():
@@ -156,3 +169,29 @@ def test_paper_field_pieces_can_be_swapped_or_left_out():
     assert HNN(field=paper_field(1, control=None)).num_params() == 15
     with pytest.raises(ValueError, match="inverse_inertia"):
         paper_field(1, inertia=None)
+
+
+def test_a_field_of_another_width_is_refused_when_the_optimizer_is_built():
+    from phys_l2o.optimizers import paper_field
+    from phys_l2o.physics import PortHamiltonianField, PSDDissipation, ScalarPotentialMLP
+
+    with pytest.raises(ValueError, match=r"d=1 features.*gives d=2"):
+        HNN(field=paper_field(1), preprocessing=True)
+    with pytest.raises(ValueError, match=r"d=2 features.*gives d=1"):
+        HNN(field=paper_field(2))
+    with pytest.raises(ValueError, match="different feature widths"):
+        PortHamiltonianField(ScalarPotentialMLP(1), dissipation=PSDDissipation(2))
+    # a spec takes its width from the optimizer; a spec that names another one is refused
+    assert HNN(field={"type": "port-hamiltonian", "potential": "scalar-potential-mlp"},
+               preprocessing=True).field.width == 2
+    with pytest.raises(ValueError, match="width=1"):
+        HNN(field={"type": "port-hamiltonian",
+                   "potential": {"type": "scalar-potential-mlp", "width": 1}},
+            preprocessing=True)
+
+    class NoWidth(torch.nn.Module):  # a user's field that declares no width is tried on d
+        def forward(self, q, q_dot):
+            return q @ torch.ones(3, 3), q_dot
+
+    with pytest.raises(ValueError, match="does not take d=1 features"):
+        HNN(field=NoWidth())

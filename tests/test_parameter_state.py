@@ -5,15 +5,9 @@ import math
 import pytest
 import torch
 
-from phys_l2o.integrators import FLOWS
+from phys_l2o import build, registered, spec_of
 from phys_l2o.meta import Schedule, load_checkpoint, meta_train, rollout, save_checkpoint
-from phys_l2o.optimizers import (
-    LEARNED_OPTIMIZERS,
-    ParameterStateOptimizer,
-    TorchOptimizer,
-    build_optimizer,
-    momentum_sgd,
-)
+from phys_l2o.optimizers import ParameterState, ParameterStateOptimizer, momentum_sgd
 from phys_l2o.physics import (
     ConstantInverseInertia,
     LossPotential,
@@ -47,7 +41,7 @@ def test_momentum_sgd_is_torch_sgd(nesterov):
         reference.step()
         torch.testing.assert_close(params, leaf.detach(), atol=1e-6, rtol=0)
     # and the same loss curves through the shared rollout, against the paper's baselines
-    baseline = TorchOptimizer("nag" if nesterov else "sgd", lr)
+    baseline = build({"type": "nag" if nesterov else "sgd", "lr": lr})
     ours = rollout(opt, task, problems, 100)
     torch.testing.assert_close(ours, rollout(baseline, task, problems, 100), atol=1e-6, rtol=1e-6)
 
@@ -61,7 +55,11 @@ def test_momentum_sgd_is_built_from_fixed_pieces():
     assert isinstance(field.dissipation, MomentumDissipation)
     assert field.dissipation.gamma == pytest.approx((1 - 0.9) / 0.01)
     assert field.control is None and opt.num_params() == 0
-    assert opt.name == "hnn-param" and LEARNED_OPTIMIZERS["hnn-param"] is ParameterStateOptimizer
+    assert opt.name == "hnn-param"
+    assert registered("optimizer")["hnn-param"] is ParameterStateOptimizer
+    assert spec_of(opt) == {"type": "hnn-param", "lr": 0.01, "momentum": 0.9, "nesterov": False,
+                            "learned": False, "correction_hidden": 0, "control": False,
+                            "flow": "symplectic-euler"}
 
 
 @pytest.mark.parametrize(("config", "count"), [
@@ -71,7 +69,7 @@ def test_momentum_sgd_is_built_from_fixed_pieces():
     ({"control": True}, 2 + 4),                 # ControlMLP(1)
     ({"learned": False}, 0),
 ])
-def test_parameter_counts_and_config_roundtrip(config, count, tmp_path):
+def test_parameter_counts_and_spec_roundtrip(config, count, tmp_path):
     torch.manual_seed(0)
     opt = ParameterStateOptimizer(**config)
     assert opt.num_params() == count
@@ -80,7 +78,7 @@ def test_parameter_counts_and_config_roundtrip(config, count, tmp_path):
             weight.add_(0.1)
     save_checkpoint(tmp_path / "opt.pt", opt)
     rebuilt, _ = load_checkpoint(tmp_path / "opt.pt")
-    assert rebuilt.config() == opt.config() == build_optimizer(opt.name, **opt.config()).config()
+    assert spec_of(rebuilt) == spec_of(opt) == spec_of(build(spec_of(opt)))
     params, grad = torch.randn(2, 5), torch.randn(2, 5)
     with torch.no_grad():
         expected, _ = opt.step(params, grad, opt.init_state(params, (5,)))
@@ -88,18 +86,18 @@ def test_parameter_counts_and_config_roundtrip(config, count, tmp_path):
     torch.testing.assert_close(got, expected)
 
 
-@pytest.mark.parametrize("step", sorted(FLOWS))
-def test_every_step_function_shapes_and_gradients(step):
+@pytest.mark.parametrize("flow", sorted(registered("flow")))
+def test_every_flow_shapes_and_gradients(flow):
     torch.manual_seed(0)
-    opt = ParameterStateOptimizer(nesterov=True, correction_hidden=3, control=True, step=step)
+    opt = ParameterStateOptimizer(nesterov=True, correction_hidden=3, control=True, flow=flow)
     params, grads = torch.randn(3, 7), torch.randn(2, 3, 7)
     state = opt.init_state(params, (4, 3))
     new_params = params
     for grad in grads:
         new_params, state = opt.step(new_params, grad, state)
-    assert new_params.shape == state["q_dot"].shape == (3, 7)
+    assert new_params.shape == state.q_dot.shape == (3, 7)
     assert opt.nfe >= 1 and torch.isfinite(new_params).all()
-    (new_params.square().sum() + state["q_dot"].sum()).backward()
+    (new_params.square().sum() + state.q_dot.sum()).backward()
     for key, weight in opt.named_parameters():
         assert weight.grad is not None and torch.isfinite(weight.grad).all(), key
 
@@ -125,14 +123,14 @@ def test_an_ode_step_solves_the_frozen_gradient_system():
     """With the gradient held fixed, dopri5 gives the closed form of the damped drift."""
     lr, mu = 0.1, 0.5
     c, gamma = lr, (1 - mu) / lr                     # M^{-1}, friction on the momentum
-    opt = ParameterStateOptimizer(lr=lr, momentum=mu, learned=False, step="dopri5",
-                                  step_options={"rtol": 1e-11, "atol": 1e-12}).double()
+    opt = ParameterStateOptimizer(lr=lr, momentum=mu, learned=False,
+                                  flow={"type": "dopri5", "rtol": 1e-11, "atol": 1e-12}).double()
     q0, v0, g = (torch.randn(2, 5, dtype=torch.float64) for _ in range(3))
-    q1, state = opt.step(q0, g, {"q_dot": v0})
+    q1, state = opt.step(q0, g, ParameterState(v0))
     # v' = -c (g + gamma v)  =>  v(t) = -g/gamma + (v0 + g/gamma) exp(-c gamma t)
     rate, v_inf = c * gamma, -g / gamma
     decay = math.exp(-rate)
-    torch.testing.assert_close(state["q_dot"], v_inf + (v0 - v_inf) * decay)
+    torch.testing.assert_close(state.q_dot, v_inf + (v0 - v_inf) * decay)
     torch.testing.assert_close(q1, q0 + v_inf + (v0 - v_inf) * (1 - decay) / rate)
     assert opt.nfe > 1
 
@@ -154,11 +152,13 @@ def test_bad_configurations_are_refused():
     with pytest.raises(ValueError, match="LossPotential"):
         ParameterStateOptimizer(PortHamiltonianField(QuadraticPotential()))
     with pytest.raises(ValueError, match="adjoint"):
-        ParameterStateOptimizer(step="dopri5", step_options={"adjoint": True})
+        ParameterStateOptimizer(flow={"type": "dopri5", "adjoint": True})
     with pytest.raises(ValueError, match="momentum"):
         ParameterStateOptimizer(momentum=1.0)
     with pytest.raises(ValueError, match="symplectic-euler"):
-        ParameterStateOptimizer(step="no-such-step")
+        ParameterStateOptimizer(flow="no-such-step")
+    with pytest.raises(ValueError, match="is a read-out, not a flow map"):
+        ParameterStateOptimizer(flow="euler-readout")
 
 
 def test_meta_training_lowers_the_validation_loss():

@@ -1,40 +1,32 @@
-"""Integrator backends behind one registry, chosen by name (``make_integrator("rk4", d)``).
+"""Read-outs and flow maps, registered by name (``phys_l2o.registry``).
 
-``INTEGRATORS`` holds the gradient-state read-outs (the paper's ``euler-readout`` and one
-Neural-ODE read-out per flow map); ``FLOWS`` holds the flow maps themselves (torchdiffeq
-solvers and symplectic schemes), which the parameter-state optimizer steps with.
+Read-outs (kind ``readout``) turn a field and a gradient-state ``(q, q_dot)`` into an update:
+the paper's ``euler-readout`` (the default) and ``flow-readout``, which integrates the field
+with a flow map first. Flow maps (kind ``flow``) advance ``(q, q_dot)`` over a horizon: the
+torchdiffeq solvers and the symplectic schemes; the parameter-state optimizer steps with
+them too.
 """
 
-from .base import INTEGRATORS, Integrator, make_integrator, register_integrator
+from .base import Readout
 from .euler_readout import EulerReadout
 from .flows import (
-    FLOWS,
     ODE_METHODS,
     Flow,
     Leapfrog,
     SymplecticEuler,
     TorchdiffeqFlow,
-    make_flow,
     odeint_field,
-    register_flow,
 )
-from .ode_readout import FlowReadout, flow_readout
+from .ode_readout import FlowReadout
 
 __all__ = [
-    "FLOWS",
-    "INTEGRATORS",
     "ODE_METHODS",
     "EulerReadout",
     "Flow",
     "FlowReadout",
-    "Integrator",
     "Leapfrog",
+    "Readout",
     "SymplecticEuler",
     "TorchdiffeqFlow",
-    "flow_readout",
-    "make_flow",
-    "make_integrator",
     "odeint_field",
-    "register_flow",
-    "register_integrator",
 ]

@@ -1,65 +1,36 @@
-"""The integrator contract and its registry (one dict from name to class, as in torchdiffeq).
+"""The read-out contract: how a learned optimizer turns its field into an update.
 
-An integrator turns the port-Hamiltonian field and the state ``(q, q_dot)`` of every coordinate
-into the optimizer's output:
+A read-out takes the port-Hamiltonian field and the gradient-state ``(q, q_dot)`` of every
+coordinate and gives the optimizer's output:
 
-    direction, next_q_dot = integrator(field, q, q_dot)
+    direction, next_q_dot = readout(field, q, q_dot)
 
 ``q`` and ``q_dot`` have shape ``(..., d)``; ``direction`` and ``next_q_dot`` have shape
 ``(..., 1)``. The optimizer moves the parameters by ``out_mul * direction`` and feeds
-``next_q_dot`` back at the next step. Integrators may own learned read-out weights.
+``next_q_dot`` back at the next step. Read-outs may own learned weights; they are registered
+as the ``readout`` kind (``phys_l2o.registry``), the flow maps they may integrate with as the
+``flow`` kind (``.flows``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
-
 from torch import Tensor, nn
 
+from ..checks import positive_int
 
-class Integrator(nn.Module):
-    """Base class. Subclasses take ``width`` (the feature width ``d``) and keyword options."""
 
-    def __init__(self) -> None:
+class Readout(nn.Module):
+    """Base class. Subclasses take ``width`` (the feature width ``d``) and keyword options.
+
+    Attributes:
+        width: the feature width ``d`` the read-out's heads were built for.
+        nfe: function evaluations of the field in the last call.
+    """
+
+    def __init__(self, width: int) -> None:
         super().__init__()
-        #: function evaluations of the field in the last call.
+        self.width = positive_int("width", width)
         self.nfe = 0
 
     def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
-
-
-INTEGRATORS: dict[str, type[Integrator]] = {}
-
-
-def add_to_registry(table: dict[str, type], kind: str, name: str) -> Callable[[type], type]:
-    """Class decorator that adds a class to ``table`` under the unused ``name``."""
-
-    def add(cls: type) -> type:
-        if name in table:
-            raise ValueError(f"a {kind} named {name!r} is already registered")
-        table[name] = cls
-        return cls
-
-    return add
-
-
-def register_integrator(name: str) -> Callable[[type[Integrator]], type[Integrator]]:
-    """Class decorator that adds an integrator to the registry under ``name``."""
-    return add_to_registry(INTEGRATORS, "integrator", name)
-
-
-def make_integrator(name: str, width: int, options: Mapping[str, Any] | None = None) -> Integrator:
-    """Build the integrator registered as ``name`` for feature width ``width``.
-
-    Raises:
-        ValueError: for an unknown name (the message lists the registered ones) or an option
-            the integrator does not take.
-    """
-    if name not in INTEGRATORS:
-        raise ValueError(f"unknown integrator {name!r}; choose from {sorted(INTEGRATORS)}")
-    try:
-        return INTEGRATORS[name](width, **dict(options or {}))
-    except TypeError as error:
-        raise ValueError(f"bad options for integrator {name!r}: {error}") from error

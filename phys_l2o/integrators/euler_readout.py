@@ -1,4 +1,4 @@
-"""The paper's single-step Euler read-out (the default integrator).
+"""The paper's single-step Euler read-out (the default read-out).
 
 One evaluation ``h = [dq/dt, dq_dot/dt] = field(q, q_dot)``; a learned step size replaces the
 unknown ``Delta t`` of ``q + Delta t * dq/dt``:
@@ -13,15 +13,20 @@ import torch
 from torch import Tensor, nn
 
 from ..physics.linear import FeatureLinear
-from .base import Integrator, register_integrator
+from ..registry import register
+from .base import Readout
 
 
-@register_integrator("euler-readout")
-class EulerReadout(Integrator):
-    """The paper's read-out: one field evaluation, two learned linear heads (``4d + 1`` weights)."""
+@register("readout", "euler-readout")
+class EulerReadout(Readout):
+    """The paper's read-out: one field evaluation, two learned linear heads (``4d + 1`` weights).
+
+    Args:
+        width: the feature width ``d``.
+    """
 
     def __init__(self, width: int) -> None:
-        super().__init__()
+        super().__init__(width)
         self.direction_head = FeatureLinear(2 * width, 1, bias=False)
         self.q_dot_head = FeatureLinear(2 * width, 1)
 

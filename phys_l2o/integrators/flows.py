@@ -5,7 +5,7 @@ A flow map is the numerical solution operator of the port-Hamiltonian field:
     q_T, q_dot_T = flow(field, q, q_dot)        each (..., d)
 
 over ``t in [0, horizon]``; ``flow.nfe`` counts the field evaluations of the last call.
-One registry (``FLOWS``) holds
+Registered as the ``flow`` kind (``phys_l2o.registry``):
 
 * the torchdiffeq solvers (``euler``, ``midpoint``, ``heun3``, ``rk4``, ``bosh3``, ``dopri5``,
   ``dopri8``), with ``rtol``/``atol``, torchdiffeq's ``options`` mapping and the adjoint;
@@ -20,15 +20,15 @@ The gradient-state read-outs (``.ode_readout``) and the parameter-state optimize
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from .base import add_to_registry
+from ..checks import positive_int, positive_number
+from ..registry import register
 
 
 class Flow(nn.Module):
@@ -42,9 +42,7 @@ class Flow(nn.Module):
 
     def __init__(self, horizon: float = 1.0) -> None:
         super().__init__()
-        if not (horizon > 0 and math.isfinite(horizon)):
-            raise ValueError(f"the horizon must be positive and finite, got {horizon}")
-        self.horizon = float(horizon)
+        self.horizon = positive_number("the horizon", horizon)
         #: function evaluations of the field in the last call.
         self.nfe = 0
 
@@ -53,29 +51,6 @@ class Flow(nn.Module):
 
     def extra_repr(self) -> str:
         return f"horizon={self.horizon}"
-
-
-FLOWS: dict[str, type[Flow]] = {}
-
-
-def register_flow(name: str) -> Callable[[type[Flow]], type[Flow]]:
-    """Class decorator that adds a flow map to ``FLOWS`` under ``name``."""
-    return add_to_registry(FLOWS, "flow map", name)
-
-
-def make_flow(name: str, options: Mapping[str, Any] | None = None) -> Flow:
-    """Build the flow map registered as ``name`` with keyword ``options``.
-
-    Raises:
-        ValueError: for an unknown name (the message lists the registered ones) or an option
-            the flow map does not take.
-    """
-    if name not in FLOWS:
-        raise ValueError(f"unknown flow map {name!r}; choose from {sorted(FLOWS)}")
-    try:
-        return FLOWS[name](**dict(options or {}))
-    except TypeError as error:
-        raise ValueError(f"bad options for flow map {name!r}: {error}") from error
 
 
 class _CountingField(nn.Module):
@@ -155,9 +130,7 @@ class TorchdiffeqFlow(Flow):
     def __init__(self, horizon: float = 1.0, rtol: float = 1e-3, atol: float = 1e-6,
                  options: Mapping[str, Any] | None = None, adjoint: bool = False) -> None:
         super().__init__(horizon)
-        if not (rtol > 0 and atol > 0):
-            raise ValueError(f"tolerances must be positive, got rtol={rtol}, atol={atol}")
-        self.rtol, self.atol = float(rtol), float(atol)
+        self.rtol, self.atol = positive_number("rtol", rtol), positive_number("atol", atol)
         self.options = dict(options or {})
         self.adjoint = bool(adjoint)
 
@@ -173,7 +146,7 @@ class TorchdiffeqFlow(Flow):
                 f"atol={self.atol}, options={self.options}, adjoint={self.adjoint}")
 
 
-#: the torchdiffeq methods registered as flow maps (and as gradient-state read-outs).
+#: the torchdiffeq methods registered as flow maps.
 ODE_METHODS = ("euler", "midpoint", "heun3", "rk4", "bosh3", "dopri5", "dopri8")
 
 for _method in ODE_METHODS:
@@ -181,7 +154,8 @@ for _method in ODE_METHODS:
     _cls = type(_name, (TorchdiffeqFlow,), {
         "method": _method, "__module__": __name__, "__qualname__": _name,
         "__doc__": f"torchdiffeq's ``{_method}`` over ``[0, horizon]`` (see TorchdiffeqFlow)."})
-    register_flow(_method)(_cls)
+    register("flow", _method)(_cls)
+    globals()[_name] = _cls
 
 
 class _SplitFlow(Flow):
@@ -197,9 +171,7 @@ class _SplitFlow(Flow):
 
     def __init__(self, horizon: float = 1.0, steps: int = 1) -> None:
         super().__init__(horizon)
-        if not (isinstance(steps, int) and steps >= 1):
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        self.steps = steps
+        self.steps = positive_int("steps", steps)
 
     def substep(self, field: nn.Module, q: Tensor, q_dot: Tensor,
                 h: float) -> tuple[Tensor, Tensor]:
@@ -216,7 +188,7 @@ class _SplitFlow(Flow):
         return f"horizon={self.horizon}, steps={self.steps}"
 
 
-@register_flow("symplectic-euler")
+@register("flow", "symplectic-euler")
 class SymplecticEuler(_SplitFlow):
     """Semi-implicit (symplectic) Euler: kick the velocity, then drift with the new velocity.
 
@@ -239,7 +211,7 @@ class SymplecticEuler(_SplitFlow):
         return q + h * field(q, q_dot)[0], q_dot
 
 
-@register_flow("leapfrog")
+@register("flow", "leapfrog")
 class Leapfrog(_SplitFlow):
     """Stormer-Verlet (leapfrog): half kick, drift, half kick; second order and symplectic.
 

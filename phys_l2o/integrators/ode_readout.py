@@ -14,39 +14,40 @@ gradient ``q_T`` and the raw one. The heads are the paper's: one explicit Euler 
 ``T`` gives ``v_q = dq/dt``, ``v_qdot = dq_dot/dt`` and so reproduces ``EulerReadout``
 exactly (same weights, same ``state_dict`` keys, ``4d + 1`` weights).
 
-Registered under every flow map's name (``euler``, ``rk4``, ``dopri5``, ``symplectic-euler``,
-...); the options are the flow map's (``horizon``, ``rtol``, ``atol``, ``options``,
-``adjoint``; ``steps`` for the symplectic schemes).
+Registered as ``flow-readout``; its ``flow`` is any flow map, a spec or a name
+(``{"type": "flow-readout", "flow": {"type": "rk4", "horizon": 0.5}}``).
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..physics.linear import FeatureLinear
-from .base import Integrator, register_integrator
-from .flows import FLOWS, make_flow
+from ..registry import build_part, register
+from .base import Readout
+from .flows import Flow
 
 
-class FlowReadout(Integrator):
-    """Integrate ``(q, q_dot)`` with the flow map ``flow_name``, then apply the two heads.
+@register("readout", "flow-readout")
+class FlowReadout(Readout):
+    """Integrate ``(q, q_dot)`` with a flow map, then apply the paper's two heads.
 
     Args:
         width: the feature width ``d``.
-        **options: options of the flow map (e.g. ``horizon=1.0``, ``rtol``, ``atol``,
-            ``options={"step_size": 0.25}``, ``adjoint=True``).
+        flow: the flow map: a ``Flow``, a spec or a registered name (``"rk4"``,
+            ``{"type": "dopri5", "rtol": 1e-3}``, ``"symplectic-euler"``, ...).
     """
 
-    #: the registered flow map this read-out integrates with.
-    flow_name: str = ""
-
-    def __init__(self, width: int, **options: Any) -> None:
-        super().__init__()
-        self.flow = make_flow(self.flow_name, options)
+    def __init__(self, width: int, flow: Flow | Mapping[str, Any] | str = "rk4") -> None:
+        super().__init__(width)
+        self.flow = build_part(flow, "flow")
+        if not isinstance(self.flow, Flow):
+            raise ValueError(f"flow must be a flow map (a Flow, its spec or its name), got "
+                             f"{flow!r}")
         self.direction_head = FeatureLinear(2 * width, 1, bias=False)
         self.q_dot_head = FeatureLinear(2 * width, 1)
 
@@ -58,18 +59,3 @@ class FlowReadout(Integrator):
         direction = self.direction_head(torch.cat([v_q, q], dim=-1))
         next_q_dot = self.q_dot_head(torch.cat([v_q, v_q_dot], dim=-1))
         return direction, next_q_dot
-
-
-def flow_readout(flow_name: str) -> type[FlowReadout]:
-    """A ``FlowReadout`` subclass for the flow map ``flow_name`` (register it yourself)."""
-    if flow_name not in FLOWS:
-        raise ValueError(f"unknown flow map {flow_name!r}; choose from {sorted(FLOWS)}")
-    name = "".join(part.capitalize() for part in re.split(r"[-_]", flow_name)) + "Readout"
-    return type(name, (FlowReadout,), {
-        "flow_name": flow_name, "__module__": __name__, "__qualname__": name,
-        "__doc__": f"The gradient-state read-out integrated with ``{flow_name}`` "
-                   "(see FlowReadout)."})
-
-
-for _flow_name in list(FLOWS):
-    register_integrator(_flow_name)(flow_readout(_flow_name))

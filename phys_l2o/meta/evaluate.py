@@ -9,11 +9,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..optimizers.base import Optimizer
 from ..tasks.base import Problems, Task
 from .rollout import rollout
 
 
-def evaluate(optimizer, task: Task, problems: Problems, steps: int) -> Tensor:
+def evaluate(optimizer: Optimizer, task: Task, problems: Problems, steps: int) -> Tensor:
     """Losses ``(batch, steps)`` of ``optimizer`` on ``problems`` (no meta-gradients)."""
     was_training = getattr(optimizer, "training", None)
     if was_training:
@@ -26,7 +27,7 @@ def evaluate(optimizer, task: Task, problems: Problems, steps: int) -> Tensor:
             optimizer.train()
 
 
-def compare(optimizers: Mapping[str, object], task: Task, problems: Problems, steps: int, *,
+def compare(optimizers: Mapping[str, Optimizer], task: Task, problems: Problems, steps: int, *,
             progress: bool = True) -> dict[str, dict]:
     """Evaluate each named optimizer on the same problems.
 

@@ -14,17 +14,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..optimizers.base import detach_state
+from ..optimizers.base import Optimizer, detach_state
 from ..tasks.base import Problems, Task
 
 
-def rollout(optimizer, task: Task, problems: Problems, steps: int, *,
+def rollout(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
             truncation: int | None = None,
             meta_step: Callable[[Tensor], bool] | None = None) -> Tensor:
     """Run ``steps`` optimizer steps on every problem of the batch at once.
 
     Args:
-        optimizer: anything with ``init_state`` and ``step`` (learned or baseline).
+        optimizer: any ``Optimizer`` (learned or baseline).
         task: the problem family.
         problems: the batch, from ``task.sample``.
         steps: optimizee steps.

@@ -5,7 +5,7 @@ One *trajectory* optimizes a meta-batch of fresh problems for ``steps`` steps; e
 the optimizer's weights (Adam), then the trajectory is detached. The last, partial truncation
 gets its update too. After every epoch of ``trajectories`` trajectories, the mean final-step
 loss on a fixed batch of validation problems decides which weights are kept (the untrained
-weights are the first candidate).
+weights are the first candidate); ``meta_train`` hands the optimizer back with those loaded.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..optimizers.base import LearnedOptimizer
+from ..checks import positive_int, positive_number
+from ..optimizers.base import LearnedOptimizer, Optimizer
 from ..seeding import make_generator
-from ..tasks.base import Task
+from ..tasks.base import Problems, Task
 from .evaluate import evaluate
 from .rollout import rollout
 
@@ -44,11 +45,8 @@ class Schedule:
     def __post_init__(self) -> None:
         for name in ("epochs", "trajectories", "meta_batch", "steps", "unroll",
                      "validation_problems"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (self.meta_lr > 0 and math.isfinite(self.meta_lr)):
-            raise ValueError(f"meta_lr must be positive, got {self.meta_lr}")
+            positive_int(name, getattr(self, name))
+        positive_number("meta_lr", self.meta_lr)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +54,18 @@ class Schedule:
 
 @dataclass
 class TrainResult:
-    """The best weights found and the record of the run."""
+    """The best weights found and the record of the run.
+
+    Attributes:
+        best_state: the weights with the lowest validation loss (loaded into the optimizer
+            when ``meta_train`` returns).
+        best_epoch: the epoch they are from (0: the untrained weights).
+        best_validation: their validation loss.
+        history: ``{"epoch", "validation", "seconds"}`` per epoch.
+        seconds: wall time of the run.
+        skipped_updates: meta-updates skipped for a non-finite meta-loss or meta-gradient.
+        last_state: the weights after the last epoch (kept with ``keep_last=True``).
+    """
 
     best_state: dict[str, Tensor]
     best_epoch: int
@@ -64,6 +73,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     skipped_updates: int = 0
+    last_state: dict[str, Tensor] | None = None
 
 
 class MetaTrainingDiverged(RuntimeError):
@@ -74,24 +84,37 @@ class MetaTrainingDiverged(RuntimeError):
         self.result = result
 
 
-def validation_loss(optimizer, task: Task, problems, steps: int) -> float:
+def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps: int) -> float:
     """Mean final-step loss on the validation problems (``inf`` if any diverged)."""
     final = evaluate(optimizer, task, problems, steps)[:, -1]
     value = float(final.mean())
     return value if math.isfinite(value) else math.inf
 
 
-def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule, *, seed: int = 0,
-               device: torch.device | str = "cpu", progress: bool = True) -> TrainResult:
-    """Meta-train ``optimizer`` in place on ``task``; returns the best weights by validation.
+def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | None = None, *,
+               seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
+               keep_last: bool = False) -> TrainResult:
+    """Meta-train ``optimizer`` in place on ``task``; it ends with its best weights loaded.
 
-    The optimizer's weights are left at the *last* iterate; load ``result.best_state`` to
-    use the best ones.
+    The best weights are those with the lowest validation loss after an epoch (the untrained
+    ones count as epoch 0).
+
+    Args:
+        optimizer: the learned optimizer (its weights are trained in place).
+        task: the problem family to meta-train on.
+        schedule: epochs, trajectories, truncation and meta learning rate; ``None`` is
+            ``Schedule()``, the paper's HNN schedule on the quadratic.
+        seed: the master seed of the training and validation problems.
+        device: where the problems and the optimizer live.
+        progress: show a progress bar.
+        keep_last: also keep the weights of the last epoch in ``result.last_state``.
 
     Raises:
         MetaTrainingDiverged: if every trajectory of an epoch produced a non-finite
-            meta-loss (lower the meta learning rate or ``out_mul``).
+            meta-loss (lower the meta learning rate or ``out_mul``); the optimizer holds
+            the best weights found before.
     """
+    schedule = Schedule() if schedule is None else schedule
     optimizer.to(device)
     train_gen = make_generator(seed, "meta-train")
     validation = task.sample(schedule.validation_problems, make_generator(seed, "validation"),
@@ -137,6 +160,7 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule, *, s
             bar.set_postfix(val=f"{value:.4g}", best=f"{result.best_validation:.4g}")
             if skipped - diverged_before >= schedule.trajectories:
                 result.seconds, result.skipped_updates = time.perf_counter() - start, skipped
+                optimizer.load_state_dict(result.best_state)
                 raise MetaTrainingDiverged(
                     f"meta-training diverged: every trajectory of epoch {epoch} produced a "
                     f"non-finite meta-loss (meta_lr={schedule.meta_lr}, "
@@ -146,4 +170,7 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule, *, s
     finally:
         bar.close()
     result.seconds, result.skipped_updates = time.perf_counter() - start, skipped
+    if keep_last:
+        result.last_state = copy.deepcopy(optimizer.state_dict())
+    optimizer.load_state_dict(result.best_state)
     return result

@@ -1,40 +1,57 @@
-"""Learned optimizers (HNN, LSTM, parameter-state HNN), baselines, and the registry of them."""
+"""Optimizers: the contract (``Optimizer``), the learned ones (HNN, LSTM, parameter-state HNN),
+the ``torch.optim`` baselines, and the gradient preprocessing they share.
+
+Learned optimizers are registered as the ``optimizer`` kind, baselines as ``baseline``,
+preprocessings as ``preprocessing`` (``phys_l2o.registry``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from .base import LearnedOptimizer, State, detach_state, segment_normalize
-from .baselines import BASELINES, TorchOptimizer
-from .hnn import HNN, paper_field
-from .lstm import LSTMOptimizer
-from .parameter_state import ParameterStateOptimizer, momentum_sgd, parameter_field
+from .base import (
+    LearnedOptimizer,
+    Optimizer,
+    Segments,
+    compile_available,
+    detach_state,
+    segment_normalize,
+)
+from .baselines import (
+    AdamBaseline,
+    BaselineState,
+    NAGBaseline,
+    RMSpropBaseline,
+    SGDBaseline,
+    TorchOptimizer,
+)
+from .hnn import HNN, HNNState, paper_field
+from .lstm import LSTMOptimizer, LSTMState
+from .parameter_state import (
+    ParameterState,
+    ParameterStateOptimizer,
+    momentum_sgd,
+    parameter_field,
+)
 from .preprocessing import GradientPreprocessing, NoPreprocessing
 
-LEARNED_OPTIMIZERS: dict[str, type[LearnedOptimizer]] = {
-    "hnn": HNN, "lstm": LSTMOptimizer, "hnn-param": ParameterStateOptimizer}
-
-
-def build_optimizer(name: str, **config: Any) -> LearnedOptimizer:
-    """Build a registered learned optimizer from its ``LearnedOptimizer.config``."""
-    if name not in LEARNED_OPTIMIZERS:
-        raise ValueError(f"unknown learned optimizer {name!r}; "
-                         f"choose from {sorted(LEARNED_OPTIMIZERS)}")
-    return LEARNED_OPTIMIZERS[name](**config)
-
-
 __all__ = [
-    "BASELINES",
     "HNN",
-    "LEARNED_OPTIMIZERS",
+    "AdamBaseline",
+    "BaselineState",
     "GradientPreprocessing",
+    "HNNState",
     "LSTMOptimizer",
+    "LSTMState",
     "LearnedOptimizer",
+    "NAGBaseline",
     "NoPreprocessing",
+    "Optimizer",
+    "ParameterState",
     "ParameterStateOptimizer",
-    "State",
+    "RMSpropBaseline",
+    "SGDBaseline",
+    "Segments",
     "TorchOptimizer",
-    "build_optimizer",
+    "compile_available",
     "detach_state",
     "momentum_sgd",
     "paper_field",

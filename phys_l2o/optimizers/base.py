@@ -2,13 +2,16 @@
 
 Parameters of a batch of ``B`` problems live in one tensor ``params`` of shape
 ``(batch, coords)``; ``segments`` gives the sizes of the parameter tensors packed into
-``coords`` (e.g. ``(15680, 20, 200, 10)`` for a 784-20-10 MLP). An optimizer is a pair:
+``coords`` (e.g. ``(15680, 20, 200, 10)`` for a 784-20-10 MLP). An optimizer keeps the
+``Optimizer`` protocol:
 
     state = optimizer.init_state(params, segments)
     params, state = optimizer.step(params, grad, state)
 
-``step`` acts on every coordinate of every problem in one tensor program. For learned
-optimizers it is differentiable with respect to the optimizer's own weights.
+``step`` acts on every coordinate of every problem in one tensor program. Its state is a
+``NamedTuple`` of the optimizer's own (``HNNState``, ``LSTMState``, ...). For learned
+optimizers (``LearnedOptimizer``) ``step`` is differentiable with respect to the optimizer's
+own weights. Every optimizer has a spec (``phys_l2o.spec_of``) that rebuilds it.
 """
 
 from __future__ import annotations
@@ -16,32 +19,85 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-State = dict[str, Any]
+from ..registry import Spec, spec_of
+
+S = TypeVar("S", bound=tuple)
+
+
+@runtime_checkable
+class Optimizer(Protocol[S]):
+    """What ``rollout``, ``evaluate``, ``compare`` and ``meta_train`` need of an optimizer.
+
+    Attributes:
+        name: the registered name (``"hnn"``, ``"adam"``, ...), used in reports.
+    """
+
+    name: str
+
+    def init_state(self, params: Tensor, segments: Sequence[int]) -> S:
+        """The state before the first step, for ``params`` ``(batch, coords)``."""
+        ...
+
+    def step(self, params: Tensor, grad: Tensor, state: S) -> tuple[Tensor, S]:
+        """``params`` and ``grad`` ``(batch, coords)`` to the next parameters and state."""
+        ...
+
+    def num_params(self) -> int | None:
+        """Meta-trainable weights (``None`` for a hand-designed optimizer)."""
+        ...
+
+    def spec(self) -> Spec:
+        """The spec that rebuilds this optimizer (``phys_l2o.build``)."""
+        ...
+
+
+class Segments(NamedTuple):
+    """Which parameter tensor each coordinate belongs to: a static fact of a problem family.
+
+    Attributes:
+        ids: ``(coords,)`` index of the parameter tensor of each coordinate.
+        count: the number of parameter tensors.
+    """
+
+    ids: Tensor
+    count: int
+
+    @classmethod
+    def of(cls, segments: Sequence[int], device: torch.device | str | None = None) -> Segments:
+        """From the sizes of the parameter tensors, e.g. ``(15680, 20, 200, 10)``."""
+        sizes = list(segments)
+        if not sizes or not all(isinstance(s, int) and s >= 1 for s in sizes):
+            raise ValueError(f"segments must be a non-empty list of positive sizes, got "
+                             f"{segments!r}")
+        sizes_t = torch.as_tensor(sizes, device=device)
+        ids = torch.repeat_interleave(torch.arange(len(sizes), device=device), sizes_t)
+        return cls(ids, len(sizes))
 
 
 class LearnedOptimizer(nn.Module):
     """Base class for optimizers with meta-trainable weights.
 
-    Subclasses implement ``init_state`` and ``step``. ``out_mul`` scales the output.
+    Subclasses implement ``init_state`` and ``step`` and are registered as the
+    ``optimizer`` kind (``@register("optimizer", name)``). ``out_mul`` scales the output.
     """
 
     #: the name under which the optimizer is registered (used in checkpoints and reports).
     name: str = "learned"
 
-    def init_state(self, params: Tensor, segments: Sequence[int]) -> State:
+    def init_state(self, params: Tensor, segments: Sequence[int]) -> tuple:
         raise NotImplementedError
 
-    def step(self, params: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
+    def step(self, params: Tensor, grad: Tensor, state: Any) -> tuple[Tensor, Any]:
         raise NotImplementedError
 
-    def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this optimizer with ``phys_l2o.build_optimizer``."""
-        raise NotImplementedError
+    def spec(self) -> Spec:
+        """The spec that rebuilds this optimizer with ``phys_l2o.build`` (see ``spec_of``)."""
+        return spec_of(self)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -50,15 +106,24 @@ class LearnedOptimizer(nn.Module):
         """Run ``step`` through ``torch.compile`` (or back in eager mode with ``False``).
 
         Compilation fuses the many small element-wise operations of a step into a few loops,
-        which pays on large problems (MNIST: 1.3-2.5x end to end); it costs seconds per new shape of
-        ``params`` (and per grad mode) and needs a C++ compiler on the CPU. Results agree with
-        eager mode to floating-point rounding. Returns ``self``.
+        which pays on large problems (MNIST: 1.3-2.5x end to end); it costs seconds per new
+        shape of ``params`` (and per grad mode) and needs a C++ compiler on the CPU. Results
+        agree with eager mode to floating-point rounding. Returns ``self``.
 
         Raises:
-            RuntimeError: no C++ compiler was found (see ``compile_available``).
+            RuntimeError: no C++ compiler was found (see ``compile_available``), or a piece of
+                the optimizer cannot be compiled (its class sets ``compilable = False``, as
+                ``ScalarPotentialMLP`` does: its ``dV/dq`` is a derivative inside the step).
         """
         self.__dict__.pop("step", None)
         if enabled:
+            blocked = sorted({type(m).__name__ for m in self.modules()
+                              if getattr(m, "compilable", True) is False})
+            if blocked:
+                raise RuntimeError(f"this optimizer cannot be compiled: {', '.join(blocked)} "
+                                   "differentiates inside the step, which torch.compile does "
+                                   "not trace; run it in eager mode (compile_step(False), "
+                                   "`--no-compile`)")
             if not compile_available():
                 raise RuntimeError("torch.compile needs a C++ compiler for CPU code and none was "
                                    "found (set $CXX or install g++ or clang++); or run in eager "
@@ -76,20 +141,25 @@ def compile_available() -> bool:
     return any(name and shutil.which(name) for name in names)
 
 
-def detach_state(state: State) -> State:
-    """Cut the state from the graph (at the end of a truncation)."""
-    return {k: v.detach() if isinstance(v, Tensor) else v for k, v in state.items()}
+def _detach(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach() if value.grad_fn is not None else value
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_detach(v) for v in value))
+    if isinstance(value, tuple):
+        return tuple(_detach(v) for v in value)
+    return value
 
 
-def segment_ids(segments: Sequence[int], device: torch.device | str | None = None) -> Tensor:
-    """``(coords,)`` index of the parameter tensor each coordinate belongs to."""
-    sizes = torch.as_tensor(list(segments), device=device)
-    return torch.repeat_interleave(torch.arange(len(sizes), device=device), sizes)
+def detach_state(state: S) -> S:
+    """Cut a state (a ``NamedTuple``, possibly nested) from the graph at the end of a
+    truncation. Leaf tensors (a baseline's parameters) are kept as they are."""
+    return _detach(state)
 
 
-def segment_normalize(x: Tensor, ids: Tensor, num_segments: int, eps: float = 1e-12) -> Tensor:
+def segment_normalize(x: Tensor, segments: Segments, eps: float = 1e-12) -> Tensor:
     """Divide ``x`` ``(batch, coords)`` by its L2 norm over each parameter tensor of a problem."""
-    if num_segments == 1:
+    if segments.count == 1:
         return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
-    sq = x.new_zeros(x.shape[0], num_segments).index_add_(1, ids, x * x)
-    return x / sq.sqrt().clamp_min(eps)[:, ids]
+    sq = x.new_zeros(x.shape[0], segments.count).index_add_(1, segments.ids, x * x)
+    return x / sq.sqrt().clamp_min(eps)[:, segments.ids]

@@ -2,61 +2,105 @@
 
 The batch of problems is one leaf tensor ``(batch, coords)``; these optimizers act
 elementwise, so one ``torch.optim`` instance on it is exactly one optimizer per problem.
-"SGD" is SGD with momentum 0.9 and "NAG" SGD with Nesterov momentum 0.9, as in the paper.
+Registered as the ``baseline`` kind: ``adam``, ``rmsprop``, ``sgd`` (SGD with momentum 0.9)
+and ``nag`` (SGD with Nesterov momentum 0.9), as in the paper:
+
+    build({"type": "adam", "lr": 0.1})
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from .base import State
+from ..checks import positive_number
+from ..registry import Spec, register, spec_of
 
-BASELINES: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
-    "adam": (torch.optim.Adam, {}),
-    "rmsprop": (torch.optim.RMSprop, {}),
-    "sgd": (torch.optim.SGD, {"momentum": 0.9}),
-    "nag": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
-}
+
+class BaselineState(NamedTuple):
+    """The ``torch.optim`` instance and the leaf tensor ``(batch, coords)`` it steps."""
+
+    leaf: Tensor
+    optim: torch.optim.Optimizer
 
 
 class TorchOptimizer:
-    """A ``torch.optim`` baseline with the contract of ``LearnedOptimizer`` (no weights).
+    """A ``torch.optim`` optimizer with the optimizer contract (no meta-trained weights).
+
+    Subclasses set ``torch_class``, its fixed ``defaults`` and a ``default_lr``, and are
+    registered.
 
     Args:
-        name: one of ``BASELINES`` (``adam``, ``rmsprop``, ``sgd``, ``nag``).
-        lr: learning rate.
-        **kwargs: further ``torch.optim`` arguments (override the defaults of ``name``).
+        lr: learning rate, positive and finite; ``None`` is the class's ``default_lr``.
+        **kwargs: further ``torch.optim`` arguments (override the fixed defaults).
     """
 
-    def __init__(self, name: str, lr: float, **kwargs: Any) -> None:
-        if name not in BASELINES:
-            raise ValueError(f"unknown baseline {name!r}; choose from {sorted(BASELINES)}")
-        if not lr > 0:
-            raise ValueError(f"the learning rate must be positive, got {lr}")
-        self.name = name
-        self.lr = lr
-        cls, defaults = BASELINES[name]
-        self._cls = cls
-        self._kwargs = {**defaults, **kwargs}
+    name: str = "torch"
+    torch_class: type[torch.optim.Optimizer] = torch.optim.SGD
+    #: arguments of ``torch_class`` that define the baseline (e.g. the momentum of ``sgd``).
+    defaults: dict[str, Any] = {}
+    #: the learning rate when none is given (``torch.optim``'s own default).
+    default_lr: float = 0.001
+
+    def __init__(self, lr: float | None = None, **kwargs: Any) -> None:
+        self.lr = positive_number("the learning rate", self.default_lr if lr is None else lr)
+        self.kwargs = {**self.defaults, **kwargs}
+        try:  # refuse an unknown option now, not at the first step
+            self.torch_class([torch.zeros(1, requires_grad=True)], lr=self.lr, **self.kwargs)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"bad options for the {self.name!r} baseline: {error}") from error
 
     def num_params(self) -> None:
         return None
 
-    def init_state(self, params: Tensor, segments: Sequence[int]) -> State:
+    def spec(self) -> Spec:
+        return spec_of(self)
+
+    def init_state(self, params: Tensor, segments: Sequence[int]) -> BaselineState:
         leaf = params.detach().clone().requires_grad_(True)
-        return {"leaf": leaf, "optim": self._cls([leaf], lr=self.lr, **self._kwargs)}
+        return BaselineState(leaf, self.torch_class([leaf], lr=self.lr, **self.kwargs))
 
     @torch.no_grad()
-    def step(self, params: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        leaf = state["leaf"]
-        leaf.copy_(params)
-        leaf.grad = grad.detach()
-        state["optim"].step()
-        return leaf.detach().clone(), state
+    def step(self, params: Tensor, grad: Tensor,
+             state: BaselineState) -> tuple[Tensor, BaselineState]:
+        state.leaf.copy_(params)
+        state.leaf.grad = grad.detach()
+        state.optim.step()
+        return state.leaf.detach().clone(), state
 
     def __repr__(self) -> str:
-        return f"TorchOptimizer({self.name!r}, lr={self.lr})"
+        options = "".join(f", {k}={v!r}" for k, v in self.kwargs.items())
+        return f"{type(self).__name__}(lr={self.lr}{options})"
+
+
+@register("baseline", "adam")
+class AdamBaseline(TorchOptimizer):
+    """``torch.optim.Adam``."""
+
+    name, torch_class, default_lr = "adam", torch.optim.Adam, 0.001
+
+
+@register("baseline", "rmsprop")
+class RMSpropBaseline(TorchOptimizer):
+    """``torch.optim.RMSprop``."""
+
+    name, torch_class, default_lr = "rmsprop", torch.optim.RMSprop, 0.01
+
+
+@register("baseline", "sgd")
+class SGDBaseline(TorchOptimizer):
+    """``torch.optim.SGD`` with momentum 0.9 (the paper's "SGD")."""
+
+    name, torch_class, default_lr = "sgd", torch.optim.SGD, 0.01
+    defaults = {"momentum": 0.9}
+
+
+@register("baseline", "nag")
+class NAGBaseline(TorchOptimizer):
+    """``torch.optim.SGD`` with Nesterov momentum 0.9 (the paper's "NAG")."""
+
+    name, torch_class, default_lr = "nag", torch.optim.SGD, 0.01
+    defaults = {"momentum": 0.9, "nesterov": True}

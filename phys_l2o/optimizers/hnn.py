@@ -1,9 +1,9 @@
-"""The paper's Hamiltonian Neural Network optimizer: preprocessing, field, integrator.
+"""The paper's Hamiltonian Neural Network optimizer: preprocessing, field, read-out.
 
 For every coordinate, ``q`` is its gradient and ``q_dot`` the network's own output of the
 previous step (zeros at step 0):
 
-    direction, q_dot' = integrator(field, pre(grad), pre(q_dot))
+    direction, q_dot' = readout(field, pre(grad), pre(q_dot))
     theta'            = theta + out_mul * direction
 
 With ``normalize`` (the paper's quadratic setting) ``q_dot'`` is divided by its L2 norm over
@@ -13,11 +13,14 @@ each parameter tensor.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import torch
+from einops import rearrange
 from torch import Tensor, nn
 
-from ..integrators import make_integrator
+from ..checks import positive_number
+from ..integrators import EulerReadout, Readout
 from ..physics import (
     CholeskyInverseInertia,
     ControlMLP,
@@ -25,8 +28,12 @@ from ..physics import (
     PortHamiltonianField,
     PotentialGradientMLP,
 )
-from .base import LearnedOptimizer, State, segment_ids, segment_normalize
-from .preprocessing import make_preprocessing
+from ..physics.field import feature_width
+from ..registry import build_part, register
+from .base import LearnedOptimizer, Segments, segment_normalize
+from .preprocessing import build_preprocessing
+
+Part = nn.Module | Mapping[str, Any] | str | None
 
 
 def paper_field(width: int, **replace: nn.Module | None) -> PortHamiltonianField:
@@ -47,18 +54,32 @@ def paper_field(width: int, **replace: nn.Module | None) -> PortHamiltonianField
     return PortHamiltonianField(**pieces)
 
 
+class HNNState(NamedTuple):
+    """The HNN's state: the carried ``q_dot`` ``(batch, coords)`` and the problems' segments."""
+
+    q_dot: Tensor
+    segments: Segments
+
+
+@register("optimizer", "hnn")
 class HNN(LearnedOptimizer):
-    """A physical-prior optimizer: any port-Hamiltonian field read out by any integrator.
+    """A physical-prior optimizer: any port-Hamiltonian field read out by any read-out.
 
     Args:
-        field: the vector field ``(q, q_dot) -> (dq/dt, dq_dot/dt)`` on ``d`` features; ``None``
-            builds the paper's field (``paper_field``).
-        preprocessing: apply the L2L preprocessing (``d = 2``) to ``q`` and ``q_dot``;
-            else ``d = 1``.
-        integrator: a registered integrator name (see ``phys_l2o.integrators.INTEGRATORS``).
-        integrator_options: keyword options of that integrator.
+        field: the vector field ``(q, q_dot) -> (dq/dt, dq_dot/dt)`` on ``d`` features: a
+            module, a spec (built for the width ``d``) or ``None`` for the paper's field
+            (``paper_field``).
+        preprocessing: ``True`` for the L2L preprocessing (``d = 2``), ``False`` for none
+            (``d = 1``), or a preprocessing module, spec or name (``d`` is its ``width``).
+        readout: a read-out module, spec or name (``phys_l2o.registered("readout")``);
+            ``None`` is the paper's ``euler-readout``. For a full ODE solve:
+            ``{"type": "flow-readout", "flow": {"type": "rk4"}}``.
         out_mul: scale of the parameter step.
         normalize: divide ``q_dot'`` by its L2 norm over each parameter tensor.
+
+    Raises:
+        ValueError: the field or the read-out was built for another feature width than the
+            preprocessing gives (the message names both).
 
     Example:
         >>> HNN().num_params()          # the paper's quadratic optimizer
@@ -69,35 +90,61 @@ class HNN(LearnedOptimizer):
 
     name = "hnn"
 
-    def __init__(self, field: nn.Module | None = None, *, preprocessing: bool = False,
-                 integrator: str = "euler-readout",
-                 integrator_options: Mapping[str, Any] | None = None,
-                 out_mul: float = 0.001, normalize: bool = True) -> None:
+    def __init__(self, field: Part = None, *,
+                 preprocessing: bool | Mapping[str, Any] | str | nn.Module = False,
+                 readout: Part = None, out_mul: float = 0.001, normalize: bool = True) -> None:
         super().__init__()
-        self.preprocess = make_preprocessing(preprocessing)
+        out_mul = positive_number("out_mul", out_mul)
+        self.preprocess = build_preprocessing(preprocessing)
         width = self.preprocess.width
-        self.field = paper_field(width) if field is None else field
-        self.integrator = make_integrator(integrator, width, integrator_options)
+        self.field = paper_field(width) if field is None else build_part(field, "field",
+                                                                          width=width)
+        check_width(self.field, width, "field", preprocessing)
+        self.readout: Readout = (EulerReadout(width) if readout is None
+                                 else build_part(readout, "readout", width=width))
+        check_width(self.readout, width, "read-out", preprocessing)
         self.out_mul = out_mul
-        self.normalize = normalize
-        self._config = {"preprocessing": preprocessing, "integrator": integrator,
-                        "integrator_options": dict(integrator_options or {}),
-                        "out_mul": out_mul, "normalize": normalize}
+        self.normalize = bool(normalize)
 
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
+    def init_state(self, params: Tensor, segments: Sequence[int]) -> HNNState:
+        return HNNState(params.new_zeros(params.shape), Segments.of(segments, params.device))
 
-    def init_state(self, params: Tensor, segments: Sequence[int]) -> State:
-        return {"q_dot": params.new_zeros(params.shape),
-                "segment_ids": segment_ids(segments, params.device),
-                "num_segments": len(segments)}
-
-    def step(self, params: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        q = self.preprocess(grad.unsqueeze(-1))                 # (batch, coords, d)
-        q_dot = self.preprocess(state["q_dot"].unsqueeze(-1))   # (batch, coords, d)
-        direction, next_q_dot = self.integrator(self.field, q, q_dot)
-        next_q_dot = next_q_dot.squeeze(-1)
+    def step(self, params: Tensor, grad: Tensor, state: HNNState) -> tuple[Tensor, HNNState]:
+        # every coordinate becomes one scalar feature, which the preprocessing widens to d
+        q = self.preprocess(rearrange(grad, "batch coords -> batch coords 1"))
+        q_dot = self.preprocess(rearrange(state.q_dot, "batch coords -> batch coords 1"))
+        direction, next_q_dot = self.readout(self.field, q, q_dot)     # (batch, coords, 1)
+        next_q_dot = rearrange(next_q_dot, "batch coords 1 -> batch coords")
         if self.normalize:
-            next_q_dot = segment_normalize(next_q_dot, state["segment_ids"], state["num_segments"])
-        new_state = dict(state, q_dot=next_q_dot)
-        return params + self.out_mul * direction.squeeze(-1), new_state
+            next_q_dot = segment_normalize(next_q_dot, state.segments)
+        direction = rearrange(direction, "batch coords 1 -> batch coords")
+        return params + self.out_mul * direction, state._replace(q_dot=next_q_dot)
+
+
+def check_width(module: nn.Module, width: int, what: str, preprocessing: Any) -> None:
+    """Refuse a module built for another feature width than ``width``.
+
+    A module that declares no ``width`` is tried on ``width`` features instead.
+    """
+    declared = feature_width(module)
+    source = (f"preprocessing={preprocessing!r} gives d={width}" if isinstance(preprocessing, bool)
+              else f"its preprocessing gives d={width}")
+    if declared is not None:
+        if declared != width:
+            raise ValueError(f"the {what} was built for d={declared} features but the "
+                             f"optimizer's {source}: build the {what} with width {width}, or "
+                             "change the preprocessing")
+        return
+    if what != "field":
+        return
+    probe = torch.zeros(1, width)
+    try:
+        with torch.no_grad():
+            out = module(probe, probe)
+        ok = all(tuple(o.shape) == (1, width) for o in out)
+    except Exception as error:  # noqa: BLE001 - any failure means the widths disagree
+        raise ValueError(f"the {what} does not take d={width} features (the optimizer's "
+                         f"{source}): {error}") from error
+    if not ok:
+        raise ValueError(f"the {what} does not map d={width} features to d={width} features "
+                         f"(the optimizer's {source})")

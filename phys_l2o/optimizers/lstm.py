@@ -6,20 +6,33 @@ input the (optionally preprocessed) gradient; ``theta' = theta + out_mul * outpu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
+from einops import rearrange
 from torch import Tensor, nn
 
-from .base import LearnedOptimizer, State
-from .preprocessing import make_preprocessing
+from ..checks import positive_int, positive_number
+from ..registry import register
+from .base import LearnedOptimizer
+from .preprocessing import build_preprocessing
 
 
+class LSTMState(NamedTuple):
+    """Hidden and cell states of each layer, each ``(batch * coords, hidden)``."""
+
+    h: tuple[Tensor, ...]
+    c: tuple[Tensor, ...]
+
+
+@register("optimizer", "lstm")
 class LSTMOptimizer(LearnedOptimizer):
-    """5221 weights with the paper's settings, 5301 with preprocessing.
+    """The coordinatewise LSTM optimizer: 5221 weights with the paper's settings, 5301 with
+    preprocessing.
 
     Args:
-        preprocessing: apply the L2L gradient preprocessing (input width 2 instead of 1).
+        preprocessing: ``True`` for the L2L gradient preprocessing (input width 2), ``False``
+            for none (width 1), or a preprocessing module, spec or name.
         hidden: units per LSTM layer.
         layers: stacked ``LSTMCell``s.
         out_mul: scale of the parameter step.
@@ -27,31 +40,35 @@ class LSTMOptimizer(LearnedOptimizer):
 
     name = "lstm"
 
-    def __init__(self, *, preprocessing: bool = False, hidden: int = 20, layers: int = 2,
-                 out_mul: float = 1.0) -> None:
+    def __init__(self, *, preprocessing: bool | Mapping[str, Any] | str | nn.Module = False,
+                 hidden: int = 20, layers: int = 2, out_mul: float = 1.0) -> None:
         super().__init__()
-        self.preprocess = make_preprocessing(preprocessing)
+        positive_int("hidden", hidden)
+        positive_int("layers", layers)
+        out_mul = positive_number("out_mul", out_mul)
+        self.preprocess = build_preprocessing(preprocessing)
         sizes = [self.preprocess.width] + [hidden] * layers
         self.cells = nn.ModuleList(nn.LSTMCell(a, b) for a, b in zip(sizes, sizes[1:]))
         self.head = nn.Linear(hidden, 1)
         self.hidden = hidden
         self.out_mul = out_mul
-        self._config = {"preprocessing": preprocessing, "hidden": hidden, "layers": layers,
-                        "out_mul": out_mul}
 
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
+    def init_state(self, params: Tensor, segments: Sequence[int]) -> LSTMState:
+        # distinct tensors (not one zero tensor shared): aliasing would recompile a compiled step
+        def zeros() -> tuple[Tensor, ...]:
+            return tuple(params.new_zeros(params.numel(), self.hidden) for _ in self.cells)
 
-    def init_state(self, params: Tensor, segments: Sequence[int]) -> State:
-        return {f"{kind}{i}": params.new_zeros(params.numel(), self.hidden)
-                for i in range(len(self.cells)) for kind in "hc"}
+        return LSTMState(zeros(), zeros())
 
-    def step(self, params: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        x = self.preprocess(grad.reshape(-1, 1))    # (batch * coords, d)
-        new_state: State = {}
-        for i, cell in enumerate(self.cells):
-            h, c = cell(x, (state[f"h{i}"], state[f"c{i}"]))
-            new_state[f"h{i}"], new_state[f"c{i}"] = h, c
+    def step(self, params: Tensor, grad: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        # every coordinate of every problem is one row of the shared cells
+        x = self.preprocess(rearrange(grad, "batch coords -> (batch coords) 1"))
+        hs, cs = [], []
+        for cell, h, c in zip(self.cells, state.h, state.c):
+            h, c = cell(x, (h, c))
+            hs.append(h)
+            cs.append(c)
             x = h
-        update = self.head(x).reshape(params.shape)
-        return params + self.out_mul * update, new_state
+        update = rearrange(self.head(x), "(batch coords) 1 -> batch coords",
+                           batch=params.shape[0])
+        return params + self.out_mul * update, LSTMState(tuple(hs), tuple(cs))

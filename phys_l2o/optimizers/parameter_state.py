@@ -3,7 +3,7 @@
 The other idea of the paper's Discussion (section IV), after Massaroli et al. (2019): every
 parameter is the coordinate ``q = theta`` of a port-Hamiltonian system whose potential is
 the loss; its velocity ``q_dot = M^{-1} p`` is the optimizer's state (zeros at step 0), and
-one optimizer step advances the system by a registered flow map (``FLOWS``,
+one optimizer step advances the system by a registered flow map (kind ``flow``,
 ``symplectic-euler`` by default). Classical SGD with momentum is one such system with fixed
 pieces (``momentum_sgd``); the learned optimizer starts there and learns its pieces.
 """
@@ -11,12 +11,13 @@ pieces (``momentum_sgd``); the learned optimizer starts there and learns its pie
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
-from ..integrators import make_flow
+from ..integrators import Flow
 from ..physics import (
     ConstantInverseInertia,
     ControlMLP,
@@ -26,16 +27,8 @@ from ..physics import (
     MomentumDissipation,
     PortHamiltonianField,
 )
-from ..physics.potential import mlp
-from .base import LearnedOptimizer, State
-
-
-def _zero_last_layer(net: nn.Sequential) -> nn.Sequential:
-    """Zero the last ``Linear`` of ``net`` so that it starts as the zero function."""
-    with torch.no_grad():
-        net[-1].weight.zero_()
-        net[-1].bias.zero_()
-    return net
+from ..registry import build_part, register
+from .base import LearnedOptimizer
 
 
 def parameter_field(lr: float = 0.01, momentum: float = 0.9, *, nesterov: bool = False,
@@ -70,9 +63,7 @@ def parameter_field(lr: float = 0.01, momentum: float = 0.9, *, nesterov: bool =
     if not (0.0 < momentum < 1.0 if nesterov else 0.0 <= momentum < 1.0):
         raise ValueError(f"momentum must be in {'(0, 1)' if nesterov else '[0, 1)'}, "
                          f"got {momentum}")
-    if correction_hidden < 0:
-        raise ValueError(f"correction_hidden must be >= 0, got {correction_hidden}")
-    correction = _zero_last_layer(mlp(1, correction_hidden, 1)) if correction_hidden else None
+    potential = LossPotential(correction_hidden)
     if nesterov:
         inverse_inertia, d_q, d_p = lr * momentum, lr, (1.0 - momentum) / (lr * momentum)
     else:
@@ -87,10 +78,19 @@ def parameter_field(lr: float = 0.01, momentum: float = 0.9, *, nesterov: bool =
     force = None
     if control:
         force = ControlMLP(1)
-        _zero_last_layer(force.net)
-    return PortHamiltonianField(LossPotential(correction), inertia, dissipation, force)
+        with torch.no_grad():  # start as no force
+            force.net[-1].weight.zero_()
+            force.net[-1].bias.zero_()
+    return PortHamiltonianField(potential, inertia, dissipation, force)
 
 
+class ParameterState(NamedTuple):
+    """The parameter-state optimizer's velocity ``q_dot`` ``(batch, coords)``."""
+
+    q_dot: Tensor
+
+
+@register("optimizer", "hnn-param")
 class ParameterStateOptimizer(LearnedOptimizer):
     """Each parameter is the coordinate of a port-Hamiltonian system with the loss as potential.
 
@@ -111,31 +111,32 @@ class ParameterStateOptimizer(LearnedOptimizer):
 
     What a full ODE solve means here: the loss gradient is known only at ``theta_t`` (one
     gradient per optimizer step), so over the step it is **held fixed**: the potential is the
-    loss linearised at ``theta_t``. A solver such as ``step="dopri5"`` integrates this
+    loss linearised at ``theta_t``. A solver such as ``flow="dopri5"`` integrates this
     frozen-gradient system to its tolerance, not the flow on the true loss: it is accurate
     on a model that is itself only first-order in the step (with constant inertia and
     dissipation the frozen system is linear with constant forcing). Symplectic Euler needs
     the gradient only where it is known, at the start of its kick, which makes it the natural
     scheme; leapfrog's second half kick sees the same frozen gradient. Sub-steps
-    (``step_options={"steps": n}``) refine the frozen-gradient dynamics, not the loss. The
-    adjoint is refused: the frozen gradient is bound only while the step runs.
+    (``flow={"type": "symplectic-euler", "steps": n}``) refine the frozen-gradient dynamics,
+    not the loss. The adjoint is refused: the frozen gradient is bound only while the step
+    runs.
 
     Shapes: ``params``, ``grad`` and the state ``q_dot`` are ``(batch, coords)``; the field
     sees ``(batch, coords, 1)``.
 
     Args:
-        field: a field on ``d = 1`` whose potential is a ``LossPotential``; ``None``
-            builds ``parameter_field`` from the keyword arguments below (only then are
-            they used, and only then does ``config`` rebuild the optimizer).
+        field: a field on ``d = 1`` whose potential is a ``LossPotential`` (a module or a
+            spec); ``None`` builds ``parameter_field`` from the keyword arguments below (only
+            then are they used).
         lr: see ``parameter_field``.
         momentum: see ``parameter_field``.
         nesterov: see ``parameter_field``.
         learned: see ``parameter_field``.
         correction_hidden: see ``parameter_field``.
         control: see ``parameter_field``.
-        step: a registered flow map (``phys_l2o.integrators.FLOWS``).
-        step_options: its options (``horizon``, ``steps``; ``rtol``/``atol``/``options`` for
-            torchdiffeq methods).
+        flow: the flow map of one step: a ``Flow``, a spec or a registered name
+            (``phys_l2o.registered("flow")``), with its options (``horizon``, ``steps``;
+            ``rtol``/``atol``/``options`` for torchdiffeq methods).
 
     Example:
         >>> ParameterStateOptimizer().num_params()   # log M^{-1} and log a_p
@@ -149,40 +150,40 @@ class ParameterStateOptimizer(LearnedOptimizer):
     def __init__(self, field: nn.Module | None = None, *, lr: float = 0.01,
                  momentum: float = 0.9, nesterov: bool = False, learned: bool = True,
                  correction_hidden: int = 0, control: bool = False,
-                 step: str = "symplectic-euler",
-                 step_options: Mapping[str, Any] | None = None) -> None:
+                 flow: Flow | Mapping[str, Any] | str = "symplectic-euler") -> None:
         super().__init__()
         if field is None:
             field = parameter_field(lr, momentum, nesterov=nesterov, learned=learned,
                                     correction_hidden=correction_hidden, control=control)
+        else:
+            field = build_part(field, "field", width=1)
         if not isinstance(getattr(field, "potential", None), LossPotential):
             raise ValueError("the parameter-state optimizer needs a field whose `potential` is "
                              "a LossPotential (the loss gradient of each step)")
         self.field = field
-        self.flow = make_flow(step, step_options)
+        self.flow = build_part(flow, "flow")
+        if not isinstance(self.flow, Flow):
+            raise ValueError(f"flow must be a flow map (a Flow, its spec or its name), got "
+                             f"{flow!r}")
         if getattr(self.flow, "adjoint", False):
             raise ValueError("the adjoint is not supported in the parameter state: the loss "
                              "gradient is bound only while a step runs")
         #: field evaluations of the last step.
         self.nfe = 0
-        self._config = {"lr": lr, "momentum": momentum, "nesterov": nesterov,
-                        "learned": learned, "correction_hidden": correction_hidden,
-                        "control": control, "step": step,
-                        "step_options": dict(step_options or {})}
 
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
+    def init_state(self, params: Tensor, segments: Sequence[int]) -> ParameterState:
+        return ParameterState(params.new_zeros(params.shape))
 
-    def init_state(self, params: Tensor, segments: Sequence[int]) -> State:
-        return {"q_dot": params.new_zeros(params.shape)}
-
-    def step(self, params: Tensor, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        q = params.unsqueeze(-1)                    # (batch, coords, 1)
-        q_dot = state["q_dot"].unsqueeze(-1)        # (batch, coords, 1)
-        with self.field.potential.bound(grad.unsqueeze(-1), anchor=q):
+    def step(self, params: Tensor, grad: Tensor,
+             state: ParameterState) -> tuple[Tensor, ParameterState]:
+        # every parameter is the coordinate of a system with d = 1 feature
+        q, q_dot, g = (rearrange(x, "batch coords -> batch coords 1")
+                       for x in (params, state.q_dot, grad))
+        with self.field.potential.bound(g, anchor=q):
             q_next, q_dot_next = self.flow(self.field, q, q_dot)
         self.nfe = self.flow.nfe
-        return q_next.squeeze(-1), dict(state, q_dot=q_dot_next.squeeze(-1))
+        return (rearrange(q_next, "batch coords 1 -> batch coords"),
+                ParameterState(rearrange(q_dot_next, "batch coords 1 -> batch coords")))
 
 
 def momentum_sgd(lr: float, momentum: float = 0.9,
@@ -192,6 +193,6 @@ def momentum_sgd(lr: float, momentum: float = 0.9,
     Potential: the loss; ``M^{-1} = lr`` (``lr * mu`` for Nesterov); dissipation
     ``diag(0, (1 - mu) / lr)`` (``diag(lr, (1 - mu) / (lr * mu))``); no control; one
     symplectic Euler step of size 1. Its trajectory is ``torch.optim.SGD(lr, momentum=mu,
-    nesterov=nesterov)``'s, and ``config()`` rebuilds it as ``"hnn-param"``.
+    nesterov=nesterov)``'s, and its spec rebuilds it as ``"hnn-param"``.
     """
     return ParameterStateOptimizer(lr=lr, momentum=momentum, nesterov=nesterov, learned=False)

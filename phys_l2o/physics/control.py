@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from ..registry import register
+from .linear import FeatureMLP
 
-from .potential import mlp
 
-
-class ControlMLP(nn.Module):
+@register("control", "control-mlp")
+class ControlMLP(FeatureMLP):
     """The paper's control: an MLP ``d -> hidden -> d`` (ReLU between), ``hidden = d`` in the paper.
 
     Maps ``q`` of shape ``(..., d)`` to the force ``G(q)`` of the same shape.
     """
-
-    def __init__(self, width: int, hidden: int | None = None) -> None:
-        super().__init__()
-        self.net = mlp(width, hidden or width, width)
-
-    def forward(self, q: Tensor) -> Tensor:
-        return self.net(q)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..checks import positive_number
+from ..registry import register
 from .linear import FeatureLinear, feature_matmul
 from .scales import PositiveScale
 
 
+@register("dissipation", "linear-dissipation")
 class LinearDissipation(nn.Module):
     """The paper's dissipation: an unconstrained bias-free ``Linear(2d, 2d)``.
 
@@ -22,17 +25,20 @@ class LinearDissipation(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
+        self.width = width
         self.linear = FeatureLinear(2 * width, 2 * width, bias=False)
 
     def forward(self, grad_h: Tensor) -> Tensor:
         return self.linear(grad_h)
 
 
+@register("dissipation", "psd-dissipation")
 class PSDDissipation(nn.Module):
     """A positive semi-definite dissipation ``D = R R^T``, ``R`` a learned ``(2d, 2d)`` factor."""
 
     def __init__(self, width: int) -> None:
         super().__init__()
+        self.width = width
         self.factor = nn.Linear(2 * width, 2 * width, bias=False)  # holds R, never called
 
     def matrix(self) -> Tensor:
@@ -44,20 +50,20 @@ class PSDDissipation(nn.Module):
         return feature_matmul(grad_h, self.matrix())  # D is symmetric
 
 
+@register("dissipation", "momentum-dissipation")
 class MomentumDissipation(nn.Module):
     """A fixed friction ``gamma`` on the momentum only: ``D = diag(0, gamma I)``. Not learned."""
 
     def __init__(self, gamma: float) -> None:
         super().__init__()
-        if gamma < 0:
-            raise ValueError(f"a friction coefficient must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = positive_number("the friction gamma", gamma, zero=True)
 
     def forward(self, grad_h: Tensor) -> Tensor:
         d = grad_h.shape[-1] // 2
         return torch.cat([torch.zeros_like(grad_h[..., :d]), self.gamma * grad_h[..., d:]], dim=-1)
 
 
+@register("dissipation", "diagonal-dissipation")
 class DiagonalDissipation(nn.Module):
     """A diagonal, hence positive semi-definite, dissipation ``D = diag(a_q I_d, a_p I_d)``.
 
@@ -74,6 +80,7 @@ class DiagonalDissipation(nn.Module):
 
     def __init__(self, width: int, q: float = 0.0, p: float = 0.0, learn: bool = True) -> None:
         super().__init__()
+        self.width = width
         self.q_scale = PositiveScale(width, q, learn)
         self.p_scale = PositiveScale(width, p, learn)
 

@@ -8,18 +8,36 @@ reads (``d`` features per coordinate, everything acts on the last axis):
     dq/dt      = q_dot - D_q
     dq_dot/dt  = M^{-1} (-dV/dq - D_p + G(q))
 
-Any piece may be ``None`` (left out: no dissipation, no control, identity inertia) or
-replaced by a user's ``nn.Module`` with the same call signature.
+Any piece may be ``None`` (left out: no dissipation, no control, identity inertia),
+replaced by a user's ``nn.Module`` with the same call signature, or given as a spec (see
+``phys_l2o.registry``) that is built for the field's feature width.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from ..registry import build_part, register
 from .potential import Potential
 
+#: the pieces of a field and the registry kind of each.
+PIECES = {"potential": "potential", "inverse_inertia": "inverse-inertia",
+          "dissipation": "dissipation", "control": "control"}
 
+Piece = nn.Module | Mapping[str, Any] | str | None
+
+
+def feature_width(module: object) -> int | None:
+    """The feature width ``d`` a module was built for (its ``width``), or ``None`` if any."""
+    width = getattr(module, "width", None)
+    return width if isinstance(width, int) and not isinstance(width, bool) else None
+
+
+@register("field", "port-hamiltonian")
 class PortHamiltonianField(nn.Module):
     """``forward(q, q_dot) -> (dq/dt, dq_dot/dt)``, each of shape ``(..., d)``.
 
@@ -30,15 +48,39 @@ class PortHamiltonianField(nn.Module):
         dissipation: maps ``[dV/dq, q_dot]`` (``(..., 2d)``) to ``[D_q, D_p]``; ``None`` is
             ``D = 0``.
         control: maps ``q`` to the external force ``G(q)``; ``None`` is ``G = 0``.
+        width: the feature width ``d``; needed only to build pieces given as specs, which the
+            learned optimizer that builds the field passes on.
+
+    Each piece may be a module, a spec or a registered name. ``width`` is the common width
+    of the pieces (``None`` if none of them has one).
+
+    Raises:
+        ValueError: two pieces were built for different widths, or a piece for another width
+            than ``width``.
     """
 
-    def __init__(self, potential: nn.Module, inverse_inertia: nn.Module | None = None,
-                 dissipation: nn.Module | None = None, control: nn.Module | None = None) -> None:
+    def __init__(self, potential: Piece, inverse_inertia: Piece = None,
+                 dissipation: Piece = None, control: Piece = None, *,
+                 width: int | None = None) -> None:
         super().__init__()
-        self.potential = potential
-        self.inverse_inertia = inverse_inertia
-        self.dissipation = dissipation
-        self.control = control
+        context = {} if width is None else {"width": width}
+        self.potential = build_part(potential, "potential", **context)
+        self.inverse_inertia = build_part(inverse_inertia, "inverse-inertia", **context)
+        self.dissipation = build_part(dissipation, "dissipation", **context)
+        self.control = build_part(control, "control", **context)
+        if self.potential is None:
+            raise ValueError("a port-Hamiltonian field needs a potential")
+        widths = {name: feature_width(getattr(self, name)) for name in PIECES}
+        widths = {name: w for name, w in widths.items() if w is not None}
+        if width is not None:
+            wrong = {name: w for name, w in widths.items() if w != width}
+            if wrong:
+                raise ValueError(f"the field has width {width} but its pieces were built for "
+                                 f"{wrong}; build them with width {width}")
+        elif len(set(widths.values())) > 1:
+            raise ValueError(f"the field's pieces were built for different feature widths "
+                             f"{widths}; build them all with one width")
+        self.width = width if width is not None else next(iter(widths.values()), None)
 
     def potential_gradient(self, q: Tensor) -> Tensor:
         if isinstance(self.potential, Potential):

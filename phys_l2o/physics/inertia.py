@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..checks import positive_number
+from ..registry import register
 from .linear import feature_matmul
 from .scales import PositiveScale
 
@@ -29,6 +31,7 @@ class InverseInertia(nn.Module):
         return feature_matmul(v, self.matrix())
 
 
+@register("inverse-inertia", "cholesky-inertia")
 class CholeskyInverseInertia(InverseInertia):
     """The paper's learned inverse inertia ``M^{-1} = L L^T`` (positive semi-definite).
 
@@ -43,10 +46,9 @@ class CholeskyInverseInertia(InverseInertia):
 
     def __init__(self, width: int, eps: float = 0.0) -> None:
         super().__init__()
-        if eps < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
+        self.eps = positive_number("eps", eps, zero=True)
+        self.width = width
         self.factor = nn.Linear(width, width)  # holds L; its forward is never called
-        self.eps = eps
 
     def matrix(self) -> Tensor:
         weight = self.factor.weight
@@ -57,6 +59,7 @@ class CholeskyInverseInertia(InverseInertia):
         return m_inv
 
 
+@register("inverse-inertia", "constant-inertia")
 class ConstantInverseInertia(InverseInertia):
     """A fixed, isotropic inverse inertia ``M^{-1} = c I`` (``c = 1``: identity inertia).
 
@@ -65,9 +68,7 @@ class ConstantInverseInertia(InverseInertia):
 
     def __init__(self, value: float = 1.0) -> None:
         super().__init__()
-        if value <= 0:
-            raise ValueError(f"an inverse inertia must be positive, got {value}")
-        self.value = float(value)
+        self.value = positive_number("an inverse inertia", value)
 
     def forward(self, v: Tensor) -> Tensor:
         return self.value * v
@@ -76,6 +77,7 @@ class ConstantInverseInertia(InverseInertia):
         return v / self.value
 
 
+@register("inverse-inertia", "diagonal-inertia")
 class DiagonalInverseInertia(InverseInertia):
     """A diagonal inverse inertia ``M^{-1} = diag(c)``, ``c > 0`` of shape ``(d,)``.
 
@@ -90,8 +92,8 @@ class DiagonalInverseInertia(InverseInertia):
 
     def __init__(self, width: int, value: float = 1.0, learn: bool = True) -> None:
         super().__init__()
-        if not value > 0:
-            raise ValueError(f"an inverse inertia must be positive, got {value}")
+        positive_number("an inverse inertia", value)
+        self.width = width
         self.scale = PositiveScale(width, value, learn)
 
     def matrix(self) -> Tensor:

@@ -35,3 +35,27 @@ class FeatureLinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         return feature_matmul(x, self.weight, self.bias)
+
+
+def mlp(width_in: int, hidden: int, width_out: int, bias: bool = True) -> nn.Sequential:
+    """``Linear -> ReLU -> Linear`` over a coordinate's features, of ``FeatureLinear`` layers."""
+    return nn.Sequential(FeatureLinear(width_in, hidden, bias=bias), nn.ReLU(),
+                         FeatureLinear(hidden, width_out, bias=bias))
+
+
+class FeatureMLP(nn.Module):
+    """The paper's two-layer block ``d -> hidden -> d`` (ReLU between) of its control ``G`` and
+    its ``dV/dq``; ``hidden = d`` by default, as in the paper. ``(..., d) -> (..., d)``.
+
+    Args:
+        width: the feature width ``d``.
+        hidden: hidden units (``None``: ``d``).
+    """
+
+    def __init__(self, width: int, hidden: int | None = None) -> None:
+        super().__init__()
+        self.width = width
+        self.net = mlp(width, hidden or width, width)
+
+    def forward(self, q: Tensor) -> Tensor:
+        return self.net(q)

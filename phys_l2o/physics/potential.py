@@ -12,13 +12,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .linear import FeatureLinear
-
-
-def mlp(width_in: int, hidden: int, width_out: int, bias: bool = True) -> nn.Sequential:
-    """``Linear -> ReLU -> Linear``: the two-layer block the paper uses for ``G`` and ``dV/dq``."""
-    return nn.Sequential(FeatureLinear(width_in, hidden, bias=bias), nn.ReLU(),
-                         FeatureLinear(hidden, width_out, bias=bias))
+from ..checks import positive_int
+from ..registry import register
+from .linear import FeatureMLP, mlp
 
 
 class Potential(nn.Module):
@@ -26,6 +22,8 @@ class Potential(nn.Module):
 
     #: whether ``energy`` is available (``V`` itself, not only its gradient).
     has_energy: bool = False
+    #: whether ``torch.compile`` can run it (``LearnedOptimizer.compile_step`` checks).
+    compilable: bool = True
 
     def gradient(self, q: Tensor) -> Tensor:
         """``dV/dq`` with the shape of ``q``: ``(..., d)``."""
@@ -39,21 +37,19 @@ class Potential(nn.Module):
         return self.gradient(q)
 
 
-class PotentialGradientMLP(Potential):
+@register("potential", "potential-gradient-mlp")
+class PotentialGradientMLP(FeatureMLP, Potential):
     """The paper's potential: an MLP ``d -> hidden -> d`` that outputs ``dV/dq`` directly.
 
     No scalar ``V`` exists, so the field is not guaranteed to be a gradient field.
     The paper uses ``hidden = d``.
     """
 
-    def __init__(self, width: int, hidden: int | None = None) -> None:
-        super().__init__()
-        self.net = mlp(width, hidden or width, width)
-
     def gradient(self, q: Tensor) -> Tensor:
         return self.net(q)
 
 
+@register("potential", "scalar-potential-mlp")
 class ScalarPotentialMLP(Potential):
     """A true potential: an MLP ``d -> hidden -> 1`` for ``V(q)``; ``dV/dq`` comes from autograd.
 
@@ -64,9 +60,12 @@ class ScalarPotentialMLP(Potential):
     """
 
     has_energy = True
+    # dV/dq is a second derivative inside the step, which torch.compile cannot trace
+    compilable = False
 
     def __init__(self, width: int, hidden: int = 16) -> None:
         super().__init__()
+        self.width = width
         self.net = nn.Sequential(nn.Linear(width, hidden), nn.Softplus(), nn.Linear(hidden, 1))
 
     def energy(self, q: Tensor) -> Tensor:
@@ -85,6 +84,7 @@ class ScalarPotentialMLP(Potential):
         return grad
 
 
+@register("potential", "quadratic-potential")
 class QuadraticPotential(Potential):
     """A fixed potential ``V(q) = k/2 |q|^2`` (``dV/dq = k q``). Not learned; useful in tests."""
 
@@ -101,6 +101,7 @@ class QuadraticPotential(Potential):
         return self.stiffness * q
 
 
+@register("potential", "loss-potential")
 class LossPotential(Potential):
     """The optimizee's loss as the potential: ``dV/dq`` is the loss gradient given at this step.
 
@@ -111,9 +112,9 @@ class LossPotential(Potential):
         dV/dq(q) = g + c(g)                          (..., d)
 
     i.e. ``V`` is the loss linearised at ``theta_t`` (``V(q) = F(theta_t) + g . (q - theta_t)``
-    when there is no correction). ``c`` is an optional learned coordinatewise correction
-    (``(..., d) -> (..., d)``, e.g. a small MLP); with it the force is a learned function of the
-    gradient and no longer the gradient of the loss.
+    when there is no correction). ``c`` is an optional learned coordinatewise correction, an
+    MLP ``1 -> hidden -> 1`` (ReLU between) that starts as the zero function; with it the force
+    is a learned function of the gradient and no longer the gradient of the loss.
 
     Use ``bound`` around the step:
 
@@ -121,12 +122,20 @@ class LossPotential(Potential):
             q_next, q_dot_next = step(field, q, q_dot)
 
     Args:
-        correction: the learned correction ``c``; ``None`` for the plain loss gradient.
+        correction_hidden: hidden units of the learned correction ``c``; ``0`` for none (the
+            plain loss gradient).
     """
 
-    def __init__(self, correction: nn.Module | None = None) -> None:
+    def __init__(self, correction_hidden: int = 0) -> None:
         super().__init__()
-        self.correction = correction
+        positive_int("correction_hidden", correction_hidden, zero=True)
+        self.width = 1 if correction_hidden else None  # the correction acts on d = 1
+        self.correction: nn.Module | None = None
+        if correction_hidden:
+            self.correction = mlp(1, correction_hidden, 1)
+            with torch.no_grad():  # start as the plain loss gradient
+                self.correction[-1].weight.zero_()
+                self.correction[-1].bias.zero_()
         self._grad: Tensor | None = None
         self._anchor: Tensor | None = None
 

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..checks import positive_int
+from ..registry import register
 from .base import Problems, Task
 
 #: pixels per digit and classes.
@@ -293,6 +295,7 @@ class _KnownGradient(torch.autograd.Function):
         return grad_loss.unsqueeze(-1) * grad, None, None
 
 
+@register("task", "mnist", context=("data_root", "download", "device"))
 class MNISTTask(Task):
     """A batch of MLPs ``784 -> hidden -> 10`` on MNIST minibatches (the paper's MNIST task).
 
@@ -319,8 +322,7 @@ class MNISTTask(Task):
                  data_root: str | os.PathLike | None = None, download: bool = True,
                  device: torch.device | str = "cpu") -> None:
         for label, value in (("hidden", hidden), ("steps", steps), ("batch_size", batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+            positive_int(label, value)
         if pool not in ("train", "test"):
             raise ValueError(f"pool must be 'train' or 'test', got {pool!r}")
         self.act = make_activation(activation)

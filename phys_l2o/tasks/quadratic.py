@@ -9,18 +9,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import positive_int
+from ..registry import register
 from .base import Problems, Task
 
 
+@register("task", "quadratic")
 class QuadraticTask(Task):
     """A batch of random ``dim``-dimensional least-squares problems (``dim = 10`` in the paper)."""
 
     name = "quadratic"
 
     def __init__(self, dim: int = 10) -> None:
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        self.dim = dim
+        self.dim = positive_int("dim", dim)
         self.segments = (dim,)
 
     def sample(self, num_problems: int, generator: torch.Generator,

@@ -1,0 +1,350 @@
+"""One registry for every kind of composable thing, and the specs that build and describe them.
+
+A *spec* is a plain dict of JSON/TOML types that names a registered class and its options,
+with nested specs for its sub-modules:
+
+    {"type": "hnn", "preprocessing": True,
+     "field": {"type": "port-hamiltonian", "potential": {"type": "scalar-potential-mlp"}}}
+
+``build(spec)`` makes the object, ``spec_of(obj)`` gives its spec back, and
+``build(spec_of(obj))`` is an equivalent object (same class, options and weight shapes; the
+weights themselves travel in a ``state_dict``). A piece that is left out is omitted from the
+spec (or written ``false``: TOML has no null). A bare name stands for a spec without options
+(``"rk4"`` is ``{"type": "rk4"}``).
+
+Registering a class is one decorator; its constructor's arguments become its spec:
+
+    @register("dissipation", "my-dissipation")
+    class MyDissipation(nn.Module):
+        def __init__(self, width: int, strength: float = 1.0) -> None: ...
+
+Names are unique across kinds, so a spec's ``type`` alone says what it is. The kinds:
+
+| kind | holds |
+|---|---|
+| ``inverse-inertia`` | ``M^{-1}``: maps a force to an acceleration |
+| ``potential`` | ``V(q)``: gives ``dV/dq`` |
+| ``dissipation`` | ``D``: maps ``[dV/dq, q_dot]`` to ``[D_q, D_p]`` |
+| ``control`` | ``G(q)``: an external force |
+| ``preprocessing`` | the gradient features a learned optimizer sees |
+| ``field`` | a vector field composed from the pieces above |
+| ``readout`` | turns a field and a gradient-state ``(q, q_dot)`` into an update |
+| ``flow`` | advances ``(q, q_dot)`` over a horizon (an ODE solver or a symplectic scheme) |
+| ``optimizer`` | a learned optimizer (meta-trainable weights) |
+| ``baseline`` | a hand-designed optimizer (``torch.optim``) |
+| ``task`` | a family of problems, sampled as a batch |
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+Spec = dict[str, Any]
+
+#: every kind, with what its entries are (for error messages and the docs).
+KINDS: dict[str, str] = {
+    "inverse-inertia": "inverse inertia",
+    "potential": "potential",
+    "dissipation": "dissipation",
+    "control": "control",
+    "preprocessing": "gradient preprocessing",
+    "field": "vector field",
+    "readout": "read-out",
+    "flow": "flow map",
+    "optimizer": "learned optimizer",
+    "baseline": "baseline optimizer",
+    "task": "task",
+}
+
+_ENTRIES: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
+_KIND_OF: dict[str, str] = {}
+
+C = TypeVar("C", bound=type)
+
+
+class SpecError(ValueError):
+    """A spec names no registered type, has an option its class does not take, or cannot be
+    written as a spec."""
+
+
+def register(kind: str, name: str, *, context: tuple[str, ...] = ()) -> Callable[[C], C]:
+    """Class decorator: register the class under ``name`` as a ``kind`` and make it spec-able.
+
+    The constructor's arguments (with their defaults filled in) are recorded on every
+    instance; ``spec_of`` turns them into the spec. Arguments that are objects of registered
+    classes become nested specs.
+
+    Args:
+        kind: one of ``KINDS`` (``"dissipation"``, ``"readout"``, ``"optimizer"``, ...).
+        name: the ``type`` of its specs, unique across all kinds.
+        context: constructor arguments that describe where the object runs, not what it is
+            (a data folder, a device): left out of its spec and handed to ``build`` instead.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {sorted(KINDS)}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a registered name must be a non-empty string, got {name!r}")
+
+    def add(cls: C) -> C:
+        if name in _KIND_OF:
+            other = _ENTRIES[_KIND_OF[name]][name]
+            raise ValueError(f"the name {name!r} is already registered (a {_KIND_OF[name]}: "
+                             f"{other.__module__}.{other.__qualname__}); pick another name")
+        signature = inspect.signature(cls.__init__)
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if type(self) is cls:
+                try:
+                    bound = signature.bind(self, *args, **kwargs)
+                except TypeError as error:
+                    raise TypeError(f"{cls.__qualname__}: {error}") from None
+                bound.apply_defaults()
+                arguments = dict(bound.arguments)
+                arguments.pop(next(iter(signature.parameters)))  # self
+                for pname, param in signature.parameters.items():
+                    if param.kind is param.VAR_KEYWORD:
+                        arguments.update(arguments.pop(pname, {}))
+                    elif param.kind is param.VAR_POSITIONAL and arguments.pop(pname, ()):
+                        raise TypeError(f"{cls.__qualname__} takes no extra positional "
+                                        "arguments in a spec")
+                object.__setattr__(self, "_spec_arguments", arguments)
+            init(self, *args, **kwargs)
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+        cls._spec_type = name  # type: ignore[attr-defined]
+        cls._spec_kind = kind  # type: ignore[attr-defined]
+        cls._spec_context = tuple(context)  # type: ignore[attr-defined]
+        _ENTRIES[kind][name] = cls
+        _KIND_OF[name] = kind
+        return cls
+
+    return add
+
+
+def registered(kind: str) -> dict[str, type]:
+    """The classes registered as ``kind``, by name, in the order they were registered."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {sorted(KINDS)}")
+    return dict(_ENTRIES[kind])
+
+
+def kind_of(name: str) -> str | None:
+    """The kind a name is registered as, or ``None``."""
+    return _KIND_OF.get(name)
+
+
+def lookup(name: str, kind: str | None = None) -> type:
+    """The class registered as ``name`` (and, if given, as a ``kind``).
+
+    Raises:
+        SpecError: the name is not registered (the message lists the names of the kind and
+            says how to register one), or is registered as another kind.
+    """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {sorted(KINDS)}")
+    found = _KIND_OF.get(name)
+    if found is None:
+        where = f"a {KINDS[kind]}" if kind else "any kind"
+        choices = sorted(_ENTRIES[kind]) if kind else sorted(_KIND_OF)
+        raise SpecError(
+            f"{name!r} is not registered as {where}; choose from {choices}, or register your "
+            f"class with @phys_l2o.register({kind or 'KIND'!r}, {name!r}) and import the module "
+            "that defines it before building or loading")
+    if kind is not None and found != kind:
+        raise SpecError(f"{name!r} is a {KINDS[found]}, not a {KINDS[kind]}; choose a "
+                        f"{KINDS[kind]} from {sorted(_ENTRIES[kind])}")
+    return _ENTRIES[found][name]
+
+
+def as_spec(value: str | Mapping[str, Any]) -> Spec:
+    """A spec from a bare name or a mapping with a ``type``."""
+    if isinstance(value, str):
+        return {"type": value}
+    if isinstance(value, Mapping) and isinstance(value.get("type"), str):
+        return dict(value)
+    raise SpecError(f"a spec is a registered name or a mapping with a 'type' (a string), got "
+                    f"{value!r}")
+
+
+def build(spec: str | Mapping[str, Any], kind: str | None = None, **context: Any) -> Any:
+    """Build the object a spec describes.
+
+    Args:
+        spec: ``{"type": name, **options}`` or a bare name.
+        kind: the kind the object must be (refuses a spec of another kind).
+        **context: arguments handed to the constructor when it takes them and the spec does
+            not give them, such as a piece's feature ``width`` (a spec that gives another
+            value is refused) or a task's ``data_root`` and ``device``.
+
+    Raises:
+        SpecError: an unregistered type, an option the class does not take, or a spec whose
+            value disagrees with the context.
+    """
+    spec = as_spec(spec)
+    name = spec.pop("type")
+    cls = lookup(name, kind)
+    parameters = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    named = {n for n, p in parameters.items()
+             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)} - {"self"}
+    unknown = sorted(set(spec) - named) if not takes_any else []
+    if unknown:
+        raise SpecError(f"{name!r} ({cls.__qualname__}) takes no option {unknown}; its options "
+                        f"are {sorted(named - set(cls._spec_context))}")
+    for key, value in context.items():
+        if key not in named or value is None:
+            continue
+        if key in spec and spec[key] != value:
+            raise SpecError(f"the {KINDS[_KIND_OF[name]]} {name!r} is specified with "
+                            f"{key}={spec[key]!r}, but it is built where {key}={value!r} is "
+                            f"needed; remove {key!r} from its spec or change it to {value!r}")
+        spec[key] = value
+    for key, value in spec.items():
+        # TOML has no null: a piece left out may be written `false`
+        default = parameters[key].default if key in parameters else None
+        if value is False and default is None:
+            spec[key] = None
+    try:
+        return cls(**spec)
+    except TypeError as error:
+        raise SpecError(f"bad options for {name!r} ({cls.__qualname__}): {error}") from error
+
+
+def build_part(value: Any, kind: str, **context: Any) -> Any:
+    """A constructor argument that may be an object, a spec, a name, or left out.
+
+    ``None`` and ``False`` give ``None``; a spec or a name is built as a ``kind`` with the
+    ``context``; anything else is returned as it is.
+    """
+    if value is None or value is False:
+        return None
+    if isinstance(value, (str, Mapping)):
+        return build(value, kind, **context)
+    return value
+
+
+def is_registered(obj: Any) -> bool:
+    """Whether ``obj`` is an instance built by a registered class (so it has a spec)."""
+    return "_spec_arguments" in getattr(obj, "__dict__", {}) and \
+        type(obj).__dict__.get("_spec_type") is not None
+
+
+def spec_of(obj: Any) -> Spec:
+    """The spec that rebuilds ``obj``: its registered type and its constructor's arguments.
+
+    Raises:
+        SpecError: ``obj``'s class is not registered, or an argument is not a JSON/TOML
+            value, a registered object, or a mapping or list of those.
+    """
+    if not is_registered(obj):
+        cls = type(obj)
+        raise SpecError(f"{cls.__module__}.{cls.__qualname__} is not registered, so it has no "
+                        "spec: decorate the class with @phys_l2o.register(KIND, NAME) (see "
+                        "phys_l2o.registry.KINDS for the kinds)")
+    cls = type(obj)
+    spec: Spec = {"type": cls._spec_type}
+    parameters = inspect.signature(cls.__init__).parameters
+    submodules = obj.__dict__.get("_modules", {})
+    for key, value in obj._spec_arguments.items():
+        if key in cls._spec_context:
+            continue
+        current = submodules.get(key)
+        if is_registered(value) and current is not value and is_registered(current):
+            value = current  # a piece replaced after construction (``hnn.field = ...``)
+        if value is None:
+            default = parameters[key].default if key in parameters else None
+            if default is not None and default is not inspect.Parameter.empty:
+                spec[key] = False
+            continue
+        spec[key] = plain_data(value, f"{cls._spec_type}.{key}")
+    return spec
+
+
+def plain_data(value: Any, where: str, *, keep_none: bool = False) -> Any:
+    """``value`` as JSON/TOML data: numbers, strings, booleans, lists and string-keyed
+    mappings. Paths become strings, numpy and 0-d torch scalars numbers, tuples lists, and
+    objects of registered classes their specs. ``None`` entries of a mapping are dropped
+    unless ``keep_none``.
+
+    Raises:
+        SpecError: a value of another type (the message says where it is).
+    """
+    if value is None and keep_none:
+        return None
+    if isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if is_registered(value):
+        return spec_of(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise SpecError(f"{where} has a key that is not a string: {k!r}")
+            if v is not None or keep_none:
+                out[k] = plain_data(v, f"{where}.{k}", keep_none=keep_none)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v, f"{where}[{i}]", keep_none=keep_none)
+                for i, v in enumerate(value)]
+    item = getattr(value, "item", None)  # numpy and 0-d torch scalars
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return plain_data(item(), where, keep_none=keep_none)
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        cls = type(value)
+        raise SpecError(f"{where} is a {cls.__module__}.{cls.__qualname__}, which is not "
+                        "registered, so it has no spec: decorate its class with "
+                        "@phys_l2o.register(KIND, NAME) (see phys_l2o.registry.KINDS)")
+    raise SpecError(f"{where} = {value!r} cannot be written as plain data: use numbers, "
+                    "strings, booleans, lists, mappings and objects of registered classes")
+
+
+def to_toml(spec: Mapping[str, Any], table: str | None = None) -> str:
+    """``spec`` as TOML text (under ``[table]`` when given), for a config file.
+
+    Raises:
+        SpecError: a number is not finite (TOML could hold it, JSON could not).
+    """
+    import tomli_w
+
+    _check_finite(spec, table or "spec")
+    return tomli_w.dumps({table: dict(spec)} if table else dict(spec))
+
+
+def _check_finite(value: Any, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"{where} = {value} is not a finite number")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_finite(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{where}[{i}]")
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML file (``tomllib``, or ``tomli`` on Python 3.10) with a clear error."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no config file at {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{path} is not valid TOML: {error}") from error
