@@ -11,6 +11,7 @@ every registered kind is listed by ``phys_l2o.registered(kind)``.
 from importlib.metadata import PackageNotFoundError, version
 
 from . import integrators as _integrators  # noqa: F401  (registers read-outs and flows)
+from . import optim
 from .meta import (
     CheckpointError,
     MetaTrainingDiverged,
@@ -37,7 +38,7 @@ from .physics import PortHamiltonianField
 from .registry import KINDS, SpecError, build, load_toml, register, registered, spec_of, to_toml
 from .reporting import method_table, plot_curves, summarize_methods
 from .seeding import make_generator
-from .tasks import MNISTTask, QuadraticTask, Task
+from .tasks import MNISTTask, ModuleTask, QuadraticTask, Task
 
 try:
     __version__ = version("phys-l2o")
@@ -52,6 +53,7 @@ __all__ = [
     "LearnedOptimizer",
     "MNISTTask",
     "MetaTrainingDiverged",
+    "ModuleTask",
     "Optimizer",
     "ParameterStateOptimizer",
     "PortHamiltonianField",
@@ -71,6 +73,7 @@ __all__ = [
     "meta_train",
     "method_table",
     "momentum_sgd",
+    "optim",
     "paper_field",
     "plot_curves",
     "register",

@@ -13,7 +13,6 @@ import importlib.util
 import os
 import pkgutil
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +25,8 @@ FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
 #: the packages and modules of ``phys_l2o`` that have a page in the API reference (and every
 #: module of a package has an entry); the package itself has one too (``docs/api/phys_l2o.md``)
-API_PAGES = ("registry", "physics", "integrators", "optimizers", "tasks", "meta", "reporting",
-             "presets", "reproduce", "seeding")
+API_PAGES = ("registry", "optim", "pretrained", "physics", "integrators", "optimizers", "tasks",
+             "meta", "reporting", "presets", "reproduce", "seeding")
 
 
 def python_blocks(page: str) -> list[str]:
@@ -85,17 +84,31 @@ def test_tutorial_runs(tmp_path, monkeypatch):
     assert (tmp_path / "tutorial-curves.png").stat().st_size > 0
 
 
-def test_using_a_trained_optimizer_runs(tmp_path, monkeypatch):
-    # the page loads the checkpoint that `phys-l2o reproduce quadratic` writes; the site ships
-    # the one from the paper-budget run
-    checkpoints = tmp_path / "runs" / "quadratic" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    shutil.copy(DOCS / "results" / "quadratic" / "checkpoints" / "hnn.pt", checkpoints)
+SHARED_DATA = ROOT.parent / "shared" / "data"
+#: a ```python block and the ```text block right after it (what the block prints)
+BLOCK_AND_OUTPUT = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*\n(?:\s*\n)*"
+                              r"(?:^```text\n(.*?)^```[ \t]*$)?", re.S | re.M)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(),
+                    reason="the page trains on MNIST digits; the offline MNIST folder "
+                           "../shared/data is not beside the project")
+def test_using_a_trained_optimizer_runs_and_prints_what_the_page_shows(tmp_path, monkeypatch,
+                                                                          capsys):
     monkeypatch.chdir(tmp_path)
-    ns = run_page("using-a-trained-optimizer.md")
-    losses = ns["losses"]
-    assert len(losses) == 100
-    assert losses[-1] < 0.1 * losses[0]          # the learned optimizer trained the model
+    monkeypatch.setenv("PHYS_L2O_DATA", str(SHARED_DATA))
+    text = (DOCS / "using-a-trained-optimizer.md").read_text()
+    namespace: dict = {"__name__": "__docs__"}
+    for i, (code, shown) in enumerate(BLOCK_AND_OUTPUT.findall(text), 1):
+        capsys.readouterr()
+        exec(compile(code, f"using-a-trained-optimizer.md (python block {i})", "exec"),
+             namespace)
+        printed = capsys.readouterr().out
+        if shown:
+            assert printed == shown, f"block {i} prints\n{printed}\nbut the page shows\n{shown}"
+    losses = namespace["losses"]
+    assert len(losses) == 100 and losses[-1] < 0.1 * losses[0]   # it trained the model
+    assert (tmp_path / "cnn-curves.png").stat().st_size > 10_000
 
 
 def test_concepts_code_runs():

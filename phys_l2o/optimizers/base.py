@@ -99,6 +99,22 @@ class LearnedOptimizer(nn.Module):
         """The spec that rebuilds this optimizer with ``phys_l2o.build`` (see ``spec_of``)."""
         return spec_of(self)
 
+    def state_to_coordinates(self, state: Any) -> dict[str, Tensor]:
+        """The per-coordinate part of a one-problem state: named tensors ``(coords, ...)``.
+
+        ``phys_l2o.optim.LearnedOptim`` keeps these per parameter tensor, so that each
+        parameter's slice can be saved, restored and regrouped.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not say which parts of its state "
+                                  "are per coordinate: implement state_to_coordinates and "
+                                  "state_from_coordinates to use it with LearnedOptim")
+
+    def state_from_coordinates(self, fields: dict[str, Tensor], params: Tensor,
+                               segments: Sequence[int]) -> Any:
+        """The inverse of ``state_to_coordinates`` for ``params`` ``(1, coords)``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement "
+                                  "state_from_coordinates")
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -109,6 +109,14 @@ class HNN(LearnedOptimizer):
     def init_state(self, params: Tensor, segments: Sequence[int]) -> HNNState:
         return HNNState(params.new_zeros(params.shape), Segments.of(segments, params.device))
 
+    def state_to_coordinates(self, state: HNNState) -> dict[str, Tensor]:
+        return {"q_dot": rearrange(state.q_dot, "1 coords -> coords")}
+
+    def state_from_coordinates(self, fields: dict[str, Tensor], params: Tensor,
+                               segments: Sequence[int]) -> HNNState:
+        return HNNState(rearrange(fields["q_dot"], "coords -> 1 coords"),
+                        Segments.of(segments, params.device))
+
     def step(self, params: Tensor, grad: Tensor, state: HNNState) -> tuple[Tensor, HNNState]:
         # every coordinate becomes one scalar feature, which the preprocessing widens to d
         q = self.preprocess(rearrange(grad, "batch coords -> batch coords 1"))

@@ -60,6 +60,15 @@ class LSTMOptimizer(LearnedOptimizer):
 
         return LSTMState(zeros(), zeros())
 
+    def state_to_coordinates(self, state: LSTMState) -> dict[str, Tensor]:
+        # with one problem, the rows (batch coords) are the coordinates
+        return {f"{kind}{i}": t for kind, ts in zip("hc", state) for i, t in enumerate(ts)}
+
+    def state_from_coordinates(self, fields: dict[str, Tensor], params: Tensor,
+                               segments: Sequence[int]) -> LSTMState:
+        return LSTMState(*(tuple(fields[f"{kind}{i}"] for i in range(len(self.cells)))
+                           for kind in "hc"))
+
     def step(self, params: Tensor, grad: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         # every coordinate of every problem is one row of the shared cells
         x = self.preprocess(rearrange(grad, "batch coords -> (batch coords) 1"))

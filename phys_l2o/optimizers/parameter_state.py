@@ -174,6 +174,13 @@ class ParameterStateOptimizer(LearnedOptimizer):
     def init_state(self, params: Tensor, segments: Sequence[int]) -> ParameterState:
         return ParameterState(params.new_zeros(params.shape))
 
+    def state_to_coordinates(self, state: ParameterState) -> dict[str, Tensor]:
+        return {"q_dot": rearrange(state.q_dot, "1 coords -> coords")}
+
+    def state_from_coordinates(self, fields: dict[str, Tensor], params: Tensor,
+                               segments: Sequence[int]) -> ParameterState:
+        return ParameterState(rearrange(fields["q_dot"], "coords -> 1 coords"))
+
     def step(self, params: Tensor, grad: Tensor,
              state: ParameterState) -> tuple[Tensor, ParameterState]:
         # every parameter is the coordinate of a system with d = 1 feature

@@ -1,0 +1,184 @@
+"""A meta-trained optimizer in any PyTorch training loop: a ``torch.optim.Optimizer``, and the
+pretrained weights shipped with the package.
+
+    opt = phys_l2o.optim.from_pretrained("hnn-mnist", model.parameters())
+    for x, y in loader:
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+Every parameter group goes through the learned network as one tensor program: its
+parameters (those with a gradient) are packed into one ``(1, coords)`` vector whose segments
+are the parameter tensors, exactly as a task packs a problem's parameters, so the steps are
+those of ``phys_l2o.rollout`` on the same problem. A group's ``lr`` scales the step:
+
+    theta' = theta + lr * direction
+
+where ``direction`` is the learned network's output; the default ``lr`` is the ``out_mul``
+the network was trained with, so ``torch.optim.lr_scheduler`` works as with any optimizer.
+The per-coordinate state (the HNN's ``q_dot``, the LSTM's ``h`` and ``c``) is kept per
+parameter in ``self.state``, so ``state_dict``/``load_state_dict`` resume a run exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Iterable
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .checks import positive_number
+from .meta.checkpoint import load_checkpoint
+from .optimizers.base import LearnedOptimizer
+
+#: the folder of the package that holds the pretrained weights and their manifest.
+PRETRAINED_PACKAGE = "phys_l2o.pretrained"
+
+
+@cache
+def _manifest() -> dict[str, dict[str, Any]]:
+    path = resources.files(PRETRAINED_PACKAGE).joinpath("manifest.json")
+    return json.loads(path.read_text())["optimizers"] if path.is_file() else {}
+
+
+def pretrained_names() -> list[str]:
+    """The names of the pretrained optimizers shipped with the package."""
+    return sorted(_manifest())
+
+
+def pretrained_info(name: str) -> dict[str, Any]:
+    """The manifest entry of a pretrained optimizer: how it was made (command, commit, seed,
+    budget), its validation loss and its row of the test table.
+
+    Raises:
+        ValueError: an unknown name (the message lists the shipped ones).
+    """
+    manifest = _manifest()
+    if name not in manifest:
+        raise ValueError(f"no pretrained optimizer named {name!r}; choose from "
+                         f"{pretrained_names()}")
+    return dict(manifest[name])
+
+
+def load_pretrained(name: str, device: torch.device | str = "cpu") -> LearnedOptimizer:
+    """The pretrained learned optimizer ``name`` (see ``pretrained_names``), as a module."""
+    entry = pretrained_info(name)
+    with resources.as_file(resources.files(PRETRAINED_PACKAGE).joinpath(entry["file"])) as path:
+        optimizer, _ = load_checkpoint(path, device)
+    return optimizer
+
+
+def resolve_optimizer(optimizer: LearnedOptimizer | str | os.PathLike) -> LearnedOptimizer:
+    """A learned optimizer from a module, a pretrained name or a checkpoint path."""
+    if isinstance(optimizer, LearnedOptimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer in _manifest():
+        return load_pretrained(optimizer)
+    if isinstance(optimizer, (str, os.PathLike)):
+        if Path(optimizer).is_file():
+            return load_checkpoint(optimizer)[0]
+        raise FileNotFoundError(f"{os.fspath(optimizer)!r} is neither a pretrained name "
+                                f"({', '.join(pretrained_names())}) nor a checkpoint file")
+    raise TypeError(f"optimizer must be a learned optimizer module, a pretrained name or a "
+                    f"checkpoint path, got {type(optimizer).__name__}")
+
+
+class LearnedOptim(torch.optim.Optimizer):
+    """A meta-trained optimizer as a ``torch.optim.Optimizer``.
+
+    Args:
+        params: the parameters (or parameter groups) to optimize, as for any optimizer.
+        optimizer: a learned optimizer module (``HNN``, ``LSTMOptimizer``, ...), a pretrained
+            name (``pretrained_names()``) or a checkpoint path. A frozen copy is used: the
+            step builds no autograd graph and never changes the module given.
+        **group_defaults: defaults of every group; ``lr`` (the scale of the step, default the
+            network's ``out_mul``) is the only one.
+
+    Parameters without a gradient are skipped; a sparse gradient is refused. Each group is
+    one problem to the learned network, with one segment per parameter tensor: it was
+    meta-trained on problems of a given kind and horizon (``pretrained_info``), and may fare
+    worse far from them.
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
+                 optimizer: LearnedOptimizer | str | os.PathLike, **group_defaults: Any) -> None:
+        source = resolve_optimizer(optimizer)
+        compiled = source.__dict__.pop("step", None)  # a compiled step is not copied
+        try:
+            network = copy.deepcopy(source)
+        finally:
+            if compiled is not None:
+                source.__dict__["step"] = compiled
+        network.eval().requires_grad_(False)
+        unknown = sorted(set(group_defaults) - {"lr"})
+        if unknown:
+            raise TypeError(f"LearnedOptim takes only `lr` as a group default, got {unknown}")
+        #: the step scale the network was trained with (its ``out_mul``; 1 if it has none).
+        self.trained_lr = float(getattr(network, "out_mul", 1.0))
+        defaults = {"lr": group_defaults.get("lr", self.trained_lr)}
+        positive_number("lr", defaults["lr"])
+        super().__init__(params, defaults)
+        self.network = network
+        weights = list(network.parameters())
+        self._dtype = weights[0].dtype if weights else torch.get_default_dtype()
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if "lr" in param_group:
+            positive_number("lr", param_group["lr"])
+        super().add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        """One step of every group; returns ``closure()``'s loss when a closure is given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._step_group(params, group["lr"])
+        return loss
+
+    def _step_group(self, params: list[Tensor], lr: float) -> None:
+        for p in params:
+            if p.grad.is_sparse:
+                raise RuntimeError("LearnedOptim does not support sparse gradients; use dense "
+                                   "gradients (e.g. nn.Embedding(sparse=False))")
+        device = params[0].device
+        if any(p.device != device for p in params):
+            raise RuntimeError("all parameters of a group must be on one device")
+        self.network.to(device)
+        sizes = [p.numel() for p in params]
+        flat = torch.cat([p.reshape(-1) for p in params]).to(self._dtype).unsqueeze(0)
+        grad = torch.cat([p.grad.reshape(-1) for p in params]).to(self._dtype).unsqueeze(0)
+        fields = self.network.state_to_coordinates(self.network.init_state(flat, sizes))
+        if any(self.state[p] for p in params):  # this group's saved slices, fresh ones for new
+            slices = {key: list(value.split(sizes)) for key, value in fields.items()}
+            for i, p in enumerate(params):
+                for key, value in self.state[p].items():
+                    slices[key][i] = value.to(device=device, dtype=self._dtype)
+            fields = {key: torch.cat(values) for key, values in slices.items()}
+        state = self.network.state_from_coordinates(fields, flat, sizes)
+        new, state = self.network.step(flat, grad, state)
+        if lr != self.trained_lr:  # at the trained scale, exactly the network's own step
+            new = flat + (new - flat) * (lr / self.trained_lr)
+        fields = self.network.state_to_coordinates(state)
+        per_param = {key: value.split(sizes) for key, value in fields.items()}
+        for i, (p, value) in enumerate(zip(params, new[0].split(sizes), strict=True)):
+            p.copy_(value.view_as(p))
+            self.state[p] = {key: parts[i].clone() for key, parts in per_param.items()}
+
+
+def from_pretrained(name: str, params: Iterable[Tensor] | Iterable[dict[str, Any]],
+                    **group_defaults: Any) -> LearnedOptim:
+    """``LearnedOptim`` with the pretrained optimizer ``name`` (see ``pretrained_names``)."""
+    pretrained_info(name)  # a clear error for an unknown name
+    return LearnedOptim(params, name, **group_defaults)

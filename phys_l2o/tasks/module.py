@@ -1,0 +1,131 @@
+"""Any ``nn.Module`` family as a task: a model factory, a data set and a loss, batched over
+problems with ``torch.func``.
+
+A problem is one freshly initialized model (``model()``) trained on its own random
+minibatches of ``(inputs, targets)``. The parameters of a batch of problems are one tensor
+``(batch, coords)``, packed in the order of ``model().named_parameters()`` (one segment per
+parameter tensor); the loss of every problem at once is
+
+    loss[b] = loss_fn(functional_call(model, theta[b], x[b]), y[b])        (batch,)
+
+mapped over the problems with ``torch.func.vmap``. Gradients come from autograd through that
+map, so ``meta_train``, ``evaluate`` and ``LearnedOptim`` take such a task unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from ..checks import positive_int
+from .base import Problems, Task
+
+
+class ModuleTask(Task):
+    """Problems made of a model family, a data set and a loss.
+
+    Args:
+        model: builds one freshly initialized model (its weights drawn from torch's global
+            random state, which the task seeds per problem). The model should hold no buffer
+            that changes in training (no ``BatchNorm`` in training mode): it is run in
+            ``eval`` mode.
+        inputs: the data set's inputs ``(N, ...)``; a minibatch is ``inputs[index]``.
+        targets: the matching targets ``(N, ...)``.
+        loss: ``loss(model(x), y)``, a scalar (default: cross-entropy).
+        batch_size: examples per minibatch.
+        steps: optimizer steps a problem supports (it holds ``steps + 1`` minibatches).
+        name: the task's name in reports.
+
+    Example:
+        >>> task = ModuleTask(lambda: nn.Linear(4, 3), torch.randn(64, 4),
+        ...                   torch.randint(0, 3, (64,)), batch_size=8, steps=10)
+        >>> task.segments
+        (12, 3)
+    """
+
+    def __init__(self, model: Callable[[], nn.Module], inputs: Tensor, targets: Tensor,
+                 loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy, *,
+                 batch_size: int = 128, steps: int = 100, name: str = "module") -> None:
+        positive_int("batch_size", batch_size)
+        positive_int("steps", steps)
+        if len(inputs) != len(targets):
+            raise ValueError(f"inputs and targets hold different numbers of examples "
+                             f"({len(inputs)} and {len(targets)})")
+        if len(inputs) < batch_size:
+            raise ValueError(f"the data set holds {len(inputs)} examples, fewer than a "
+                             f"minibatch of {batch_size}")
+        self.model_factory = model
+        self.template = model().eval()
+        self.names = [n for n, _ in self.template.named_parameters()]
+        self.shapes = [p.shape for _, p in self.template.named_parameters()]
+        if not self.names:
+            raise ValueError("the model has no parameters to optimize")
+        self.segments = tuple(p.numel() for _, p in self.template.named_parameters())
+        self.inputs, self.targets = inputs, targets
+        self.loss_fn = loss
+        self.batch_size, self.steps, self.name = batch_size, steps, name
+        self._data: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self._templates: dict[torch.device, nn.Module] = {}
+
+    def __repr__(self) -> str:
+        return (f"ModuleTask({type(self.template).__name__}, examples={len(self.inputs)}, "
+                f"coords={self.num_coords}, batch_size={self.batch_size}, steps={self.steps})")
+
+    def sample(self, num_problems: int, generator: torch.Generator,
+               device: torch.device | str = "cpu") -> Problems:
+        """Initial weights ``params (batch, coords)`` (a fresh ``model()`` each, seeded from
+        ``generator``) and minibatch indices ``batches (batch, steps + 1, batch_size)``."""
+        positive_int("num_problems", num_problems)
+        needed = (self.steps + 1) * self.batch_size
+        passes = -(-needed // len(self.inputs))
+        params, batches = [], []
+        for _ in range(num_problems):
+            seed = int(torch.randint(2**62, (1,), generator=generator))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = self.model_factory()
+            params.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+            order = torch.cat([torch.randperm(len(self.inputs), generator=generator)
+                               for _ in range(passes)])
+            batches.append(order[:needed].view(self.steps + 1, self.batch_size))
+        return {"params": torch.stack(params).to(device),
+                "batches": torch.stack(batches).to(device)}
+
+    def init_params(self, problems: Problems) -> Tensor:
+        return problems["params"].clone()
+
+    def unpack(self, params: Tensor) -> dict[str, Tensor]:
+        """The parameters of every problem by name, each ``(batch, *shape)``."""
+        chunks = params.split(self.segments, dim=-1)
+        return {name: chunk.reshape(params.shape[0], *shape)
+                for name, chunk, shape in zip(self.names, chunks, self.shapes, strict=True)}
+
+    def minibatch(self, problems: Problems, step: int) -> tuple[Tensor, Tensor]:
+        """Inputs ``(batch, batch_size, ...)`` and targets of ``step`` for every problem."""
+        batches = problems["batches"]
+        if not 0 <= step < batches.shape[1]:
+            raise IndexError(f"step {step} is outside these problems' {batches.shape[1] - 1} "
+                             "steps; build the ModuleTask with a larger `steps`")
+        device = batches.device
+        if device not in self._data:
+            self._data[device] = (self.inputs.to(device), self.targets.to(device))
+        inputs, targets = self._data[device]
+        index = batches[:, step]
+        return inputs[index], targets[index]
+
+    def loss(self, params: Tensor, problems: Problems, step: int) -> Tensor:
+        x, y = self.minibatch(problems, step)
+        template = self._templates.get(params.device)
+        if template is None:  # its buffers (if any) where the parameters are
+            template = copy.deepcopy(self.template).to(params.device)
+            self._templates[params.device] = template
+
+        def one(weights: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+            return self.loss_fn(functional_call(template, weights, (x,)), y)
+
+        return vmap(one)(self.unpack(params), x, y)

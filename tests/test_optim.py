@@ -1,0 +1,188 @@
+"""``phys_l2o.optim``: the learned optimizer as a ``torch.optim.Optimizer``, and ModuleTask."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from phys_l2o import HNN, LSTMOptimizer, ModuleTask, Schedule, evaluate, meta_train, spec_of
+from phys_l2o.optim import LearnedOptim, from_pretrained, pretrained_info, pretrained_names
+from phys_l2o.seeding import make_generator
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+
+
+def toy_task(steps: int = 12) -> ModuleTask:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=gen)
+    y = (x[:, :3].argmax(-1)).long()
+    return ModuleTask(mlp, x, y, batch_size=16, steps=steps)
+
+
+def trained(name: str):
+    torch.manual_seed(1)
+    if name == "hnn":
+        return HNN(out_mul=0.05)
+    if name == "hnn-pre":
+        return HNN(preprocessing=True, normalize=False, out_mul=0.05)
+    if name == "hnn-param":
+        from phys_l2o import build
+        return build({"type": "hnn-param", "lr": 0.1, "correction_hidden": 3, "control": True})
+    return LSTMOptimizer(preprocessing=True, out_mul=0.05)
+
+
+def drive(optimizer, task, problems, steps, **defaults):
+    """The drop-in on one problem of ``task``: a real model, backward, step."""
+    model = task.model_factory()
+    with torch.no_grad():
+        for p, value in zip(model.parameters(), task.unpack(problems["params"]).values()):
+            p.copy_(value[0])
+    opt = LearnedOptim(model.parameters(), optimizer, **defaults)
+    losses = []
+    for t in range(steps + 1):
+        x, y = task.minibatch(problems, t)
+        opt.zero_grad()
+        loss = task.loss_fn(model(x[0]), y[0])
+        loss.backward()
+        if t > 0:
+            losses.append(loss.detach())
+        if t < steps:
+            opt.step()
+    return torch.stack(losses), model, opt
+
+
+@pytest.mark.parametrize("name", ["hnn", "hnn-pre", "lstm", "hnn-param"])
+def test_same_steps_as_the_functional_path(name):
+    task = toy_task()
+    problems = task.sample(1, make_generator(0, "test"))
+    optimizer = trained(name)
+    curve = evaluate(optimizer, task, problems, 10)[0]
+    losses, _, _ = drive(optimizer, task, problems, 10)
+    torch.testing.assert_close(losses, curve, rtol=1e-5, atol=1e-6)
+
+
+def test_lr_scales_the_step_and_schedulers_work():
+    task = toy_task()
+    problems = task.sample(1, make_generator(0, "test"))
+    optimizer = trained("hnn")
+    model = task.model_factory()
+    opt = LearnedOptim(model.parameters(), optimizer)
+    assert opt.param_groups[0]["lr"] == 0.05 == opt.trained_lr
+    x, y = task.minibatch(problems, 0)
+    start = [p.detach().clone() for p in model.parameters()]
+
+    def update(lr):
+        with torch.no_grad():
+            for p, s in zip(model.parameters(), start):
+                p.copy_(s)
+        opt.state.clear()
+        opt.param_groups[0]["lr"] = lr
+        opt.zero_grad()
+        task.loss_fn(model(x[0]), y[0]).backward()
+        opt.step()
+        return torch.cat([(p - s).reshape(-1) for p, s in zip(model.parameters(), start)])
+
+    torch.testing.assert_close(update(0.1), 2 * update(0.05))
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    opt.step()
+    scheduler.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
+
+
+def test_state_dict_resumes_exactly():
+    task = toy_task(steps=12)
+    problems = task.sample(1, make_generator(0, "test"))
+    straight, model_a, _ = drive(trained("lstm"), task, problems, 12)
+    # six steps, save, then a fresh model and optimizer resume from the saved state
+    _, model_b, opt_b = drive(trained("lstm"), task, problems, 6)
+    saved_model, saved_opt = model_b.state_dict(), opt_b.state_dict()
+    model_c = task.model_factory()
+    model_c.load_state_dict(saved_model)
+    opt_c = LearnedOptim(model_c.parameters(), trained("lstm"))
+    opt_c.load_state_dict(saved_opt)
+    for t in range(6, 12):
+        x, y = task.minibatch(problems, t)
+        opt_c.zero_grad()
+        task.loss_fn(model_c(x[0]), y[0]).backward()
+        opt_c.step()
+    for a, c in zip(model_a.parameters(), model_c.parameters()):
+        torch.testing.assert_close(a, c, rtol=0, atol=0)
+
+
+def test_groups_skips_closures_and_refusals():
+    torch.manual_seed(0)
+    a, b, frozen = nn.Linear(3, 2), nn.Linear(2, 1), nn.Linear(2, 2)
+    opt = LearnedOptim([{"params": a.parameters()}, {"params": b.parameters(), "lr": 0.01},
+                        {"params": frozen.parameters()}], trained("hnn"))
+    before = [p.detach().clone() for p in frozen.parameters()]
+
+    def closure():
+        opt.zero_grad()
+        loss = b(torch.tanh(a(torch.randn(4, 3)))).square().mean()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.ndim == 0 and len(opt.state) == 4            # a's and b's tensors, not frozen's
+    assert all(torch.equal(p, q) for p, q in zip(frozen.parameters(), before))
+    assert not any(w.requires_grad for w in opt.network.parameters())
+    emb = nn.Embedding(5, 2, sparse=True)
+    sparse = LearnedOptim(emb.parameters(), trained("hnn"))
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse"):
+        sparse.step()
+    with pytest.raises(ValueError, match="lr must be a positive"):
+        LearnedOptim(a.parameters(), trained("hnn"), lr=-1.0)
+    with pytest.raises(TypeError, match="only `lr`"):
+        LearnedOptim(a.parameters(), trained("hnn"), momentum=0.9)
+    compiled = trained("hnn")
+    compiled.__dict__["step"] = compiled.step      # stands in for a compiled step
+    LearnedOptim(a.parameters(), compiled)
+    assert "step" in compiled.__dict__              # the module given is left as it was
+    with pytest.raises(FileNotFoundError, match="neither a pretrained name"):
+        LearnedOptim(a.parameters(), "no-such-optimizer")
+
+
+def test_every_pretrained_optimizer_loads_and_its_spec_rebuilds_it():
+    from phys_l2o import build
+    from phys_l2o.optim import load_pretrained
+
+    names = pretrained_names()
+    assert {"hnn-quadratic", "lstm-quadratic", "hnn-mnist", "lstm-mnist"} <= set(names)
+    for name in names:
+        info = pretrained_info(name)
+        optimizer = load_pretrained(name)
+        assert spec_of(optimizer) == info["spec"] == spec_of(build(info["spec"]))
+        assert optimizer.num_params() == info["params"]
+        for key in ("command", "commit", "seed", "validation_loss", "test"):
+            assert info[key] is not None, (name, key)
+        model = nn.Linear(3, 2)
+        opt = from_pretrained(name, model.parameters())
+        model(torch.randn(4, 3)).square().mean().backward()
+        opt.step()
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(ValueError, match="hnn-mnist"):
+        pretrained_info("hnn-cifar")
+
+
+def small_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 4, 5, stride=3), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 8 * 8, 10))
+
+
+def test_meta_training_on_a_small_cnn_lowers_the_validation_loss(mnist_test_only_root):
+    from phys_l2o.tasks import load_mnist
+
+    digits = load_mnist(mnist_test_only_root, download=False)
+    task = ModuleTask(small_cnn, digits.images.view(-1, 1, 28, 28), digits.labels,
+                      batch_size=32, steps=20)
+    torch.manual_seed(0)
+    hnn = HNN(preprocessing=True, normalize=False, out_mul=0.01)
+    schedule = Schedule(epochs=2, trajectories=3, meta_batch=2, steps=20, unroll=5,
+                        meta_lr=0.01, validation_problems=4)
+    result = meta_train(hnn, task, schedule, seed=0, progress=False)
+    assert result.skipped_updates == 0 and result.best_epoch > 0
+    assert result.best_validation < 0.95 * result.history[0]["validation"]
