@@ -5,45 +5,36 @@ The names a user needs, in one place::
     from phys_l2o import HNN, PortHamiltonianField, QuadraticTask, meta_train, build, spec_of
 
 Pieces live in ``phys_l2o.physics``, read-outs and flow maps in ``phys_l2o.integrators``;
-every registered kind is listed by ``phys_l2o.registered(kind)``.
+every registered kind is listed by ``phys_l2o.registered(kind)``. The names are loaded when
+first used, so that ``import phys_l2o`` (and ``phys-l2o --help``) does not load torch.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from . import integrators as _integrators  # noqa: F401  (registers read-outs and flows)
-from . import optim
-from .meta import (
-    CheckpointError,
-    MetaTrainingDiverged,
-    Schedule,
-    TrainResult,
-    compare,
-    evaluate,
-    load_checkpoint,
-    meta_train,
-    rollout,
-    save_checkpoint,
-)
-from .optimizers import (
-    HNN,
-    LearnedOptimizer,
-    LSTMOptimizer,
-    Optimizer,
-    ParameterStateOptimizer,
-    TorchOptimizer,
-    momentum_sgd,
-    paper_field,
-)
-from .physics import PortHamiltonianField
-from .registry import KINDS, SpecError, build, load_toml, register, registered, spec_of, to_toml
-from .reporting import method_table, plot_curves, summarize_methods
-from .seeding import make_generator
-from .tasks import MNISTTask, ModuleTask, QuadraticTask, Task
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("phys-l2o")
 except PackageNotFoundError:  # run from a source tree that is not installed
     __version__ = "0.0.0+unknown"
+
+#: every public name and the module that defines it.
+_EXPORTS = {
+    **dict.fromkeys(["CheckpointError", "MetaTrainingDiverged", "MetaTrainingInterrupted",
+                     "Schedule", "TrainResult", "compare", "evaluate", "load_checkpoint",
+                     "meta_train", "rollout", "save_checkpoint"], "meta"),
+    **dict.fromkeys(["HNN", "LSTMOptimizer", "LearnedOptimizer", "Optimizer",
+                     "ParameterStateOptimizer", "TorchOptimizer", "momentum_sgd",
+                     "paper_field"], "optimizers"),
+    "PortHamiltonianField": "physics",
+    **dict.fromkeys(["KINDS", "SpecError", "build", "load_toml", "register", "registered",
+                     "spec_of", "to_toml"], "registry"),
+    **dict.fromkeys(["method_table", "plot_curves", "summarize_methods"], "reporting"),
+    "make_generator": "seeding",
+    **dict.fromkeys(["MNISTTask", "ModuleTask", "QuadraticTask", "Task"], "tasks"),
+}
 
 __all__ = [
     "HNN",
@@ -53,6 +44,7 @@ __all__ = [
     "LearnedOptimizer",
     "MNISTTask",
     "MetaTrainingDiverged",
+    "MetaTrainingInterrupted",
     "ModuleTask",
     "Optimizer",
     "ParameterStateOptimizer",
@@ -84,3 +76,58 @@ __all__ = [
     "summarize_methods",
     "to_toml",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "optim":
+        return importlib.import_module(".optim", __name__)
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'phys_l2o' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and editors: the names as plain imports
+    from . import optim
+    from .meta import (
+        CheckpointError,
+        MetaTrainingDiverged,
+        MetaTrainingInterrupted,
+        Schedule,
+        TrainResult,
+        compare,
+        evaluate,
+        load_checkpoint,
+        meta_train,
+        rollout,
+        save_checkpoint,
+    )
+    from .optimizers import (
+        HNN,
+        LearnedOptimizer,
+        LSTMOptimizer,
+        Optimizer,
+        ParameterStateOptimizer,
+        TorchOptimizer,
+        momentum_sgd,
+        paper_field,
+    )
+    from .physics import PortHamiltonianField
+    from .registry import (
+        KINDS,
+        SpecError,
+        build,
+        load_toml,
+        register,
+        registered,
+        spec_of,
+        to_toml,
+    )
+    from .reporting import method_table, plot_curves, summarize_methods
+    from .seeding import make_generator
+    from .tasks import MNISTTask, ModuleTask, QuadraticTask, Task

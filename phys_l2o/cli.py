@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .meta import MetaTrainingDiverged, compare, load_checkpoint, meta_train
-from .meta.checkpoint import save_checkpoint
+# light imports only: `phys-l2o --help` answers without loading torch; the commands import
+# the library when they run
 from .presets import BUDGETS, PAPER_BASELINES, PAPER_TASKS, STEPS
 from .registry import Spec, as_spec, build, load_toml, lookup, registered
-from .reporting import method_table, plot_curves, summarize_methods, write_json
-from .seeding import make_generator, resolve_device
+
+if TYPE_CHECKING:
+    from .meta import MetaTrainingInterrupted
 
 DEVICES = ("auto", "cpu", "cuda")
 BUDGET_NAMES = sorted({b for sizes in BUDGETS.values() for b in sizes})
@@ -39,6 +41,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -53,7 +65,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None,
                    help="MNIST data root holding MNIST/raw/ (default: $PHYS_L2O_DATA, else "
                         "~/.cache/phys-l2o; downloaded there when missing and online)")
-    p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="master seed (default 0)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto: cuda when available, else cpu")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -66,12 +78,34 @@ def add_compile(p: argparse.ArgumentParser) -> None:
                         "Default: on for the paper budget when a compiler is found")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="phys-l2o", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_again(p: argparse.ArgumentParser, exists: str, resume: str | None) -> None:
+    """--overwrite and (where a run can be continued) --resume."""
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--overwrite", action="store_true",
+                       help=f"start again when {exists}")
+    if resume:
+        again.add_argument("--resume", action="store_true", help=resume)
 
-    rep = sub.add_parser("reproduce", help="meta-train, evaluate and report one of the paper's "
-                                           "experiments")
+
+#: the commands and their one-line help.
+COMMANDS = {"reproduce": "meta-train, evaluate and report one of the paper's experiments",
+            "train": "meta-train one learned optimizer; writes a checkpoint",
+            "evaluate": "evaluate a checkpoint or a baseline on test problems"}
+
+
+def build_parser(full: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``full=False`` lists the commands only (no registry, no torch)."""
+    parser = argparse.ArgumentParser(
+        prog="phys-l2o", description="Learned optimizers with physical priors: reproduce the "
+        "paper's experiments, meta-train an optimizer, evaluate one.",
+        epilog="`phys-l2o COMMAND --help` lists a command's options.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    if not full:
+        for name, text in COMMANDS.items():
+            sub.add_parser(name, help=text)
+        return parser
+
+    rep = sub.add_parser("reproduce", help=COMMANDS["reproduce"])
     rep.add_argument("task", choices=sorted(PAPER_TASKS))
     rep.add_argument("--budget", choices=BUDGET_NAMES, default="paper",
                      help="paper (default): the paper's schedule; smoke: a tiny schedule that "
@@ -80,10 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output folder (default runs/<task>)")
     rep.add_argument("--meta-batch", type=positive_int, default=None,
                      help="problems per meta-training trajectory (default: the paper's 1)")
+    add_again(rep, "the output folder holds an earlier run's results",
+                   "continue the interrupted run in the output folder (same options)")
     add_compile(rep)
     add_common(rep)
 
-    tr = sub.add_parser("train", help="meta-train one learned optimizer; writes a checkpoint")
+    tr = sub.add_parser("train", help=COMMANDS["train"])
     which = tr.add_mutually_exclusive_group()
     which.add_argument("--optimizer", choices=sorted(registered("optimizer")), default=None,
                        help="a registered learned optimizer with its paper (or default) "
@@ -104,23 +140,35 @@ def build_parser() -> argparse.ArgumentParser:
         tr.add_argument(f"--{name}", type=positive_int, default=None)
     tr.add_argument("--meta-lr", type=positive_float, default=None)
     tr.add_argument("--out-mul", type=positive_float, default=None)
+    add_again(tr, "--out (or its training state) exists",
+              "continue the run whose training state is beside --out (X.training.pt; same "
+              "options, --epochs may grow)")
+    tr.add_argument("--state-every", type=positive_int, default=1,
+                    help="epochs between two training states (default 1)")
+    tr.add_argument("--allow-untrained", action="store_true",
+                    help="write the checkpoint even if validation never improved on the "
+                         "untrained weights")
     add_compile(tr)
     add_common(tr)
 
-    ev = sub.add_parser("evaluate", help="evaluate a checkpoint or a baseline on test problems")
+    ev = sub.add_parser("evaluate", help=COMMANDS["evaluate"])
     which = ev.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", type=Path, help="a checkpoint written by `train`")
     which.add_argument("--optimizer", choices=sorted(registered("baseline")),
                        help="a hand-designed baseline")
     ev.add_argument("--lr", type=positive_float, default=None,
                     help="baseline learning rate (default: the paper's for the task)")
-    ev.add_argument("--task", choices=sorted(registered("task")), default="quadratic")
-    ev.add_argument("--activation", default="sigmoid",
-                    help="MNIST: the activation of the target net (sigmoid, relu, tanh, ...)")
+    ev.add_argument("--task", choices=sorted(registered("task")), default=None,
+                    help="the task to evaluate on (default: the checkpoint's own, else "
+                         "quadratic)")
+    ev.add_argument("--activation", default=None,
+                    help="MNIST: the activation of the target net (sigmoid, relu, tanh, ...; "
+                         "default sigmoid)")
     ev.add_argument("--problems", type=positive_int, default=100)
     ev.add_argument("--steps", type=positive_int, default=STEPS)
     ev.add_argument("--out", type=Path, default=None,
                     help="folder for results.json, results.md and curves.png (default: print only)")
+    add_again(ev, "--out holds earlier results", None)
     add_common(ev)
     return parser
 
@@ -162,23 +210,102 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
+class UsageError(ValueError):
+    """A bad option or output location, found before any work."""
+
+
+def check_output_file(path: Path) -> None:
+    """``path`` can be written: not a folder, in a folder that exists (made if missing) and is
+    writable."""
+    if path.is_dir():
+        raise UsageError(f"--out {path} is a folder; give a file path such as {path / 'hnn.pt'}")
+    check_output_dir(path.parent, what=f"the folder of --out {path}")
+
+
+def check_output_dir(path: Path, what: str | None = None) -> None:
+    """``path`` is a folder that can be written, or can be made in one (it is made when the
+    first result is written, so a command that fails leaves no empty folder behind)."""
+    what = what or f"--out {path}"
+    for existing in (path, *path.parents):
+        if existing.exists():
+            break
+    if not existing.is_dir():
+        raise UsageError(f"{what}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{what}: {existing} is not writable; choose another path")
+
+
+def training_state_path(out: Path) -> Path:
+    """Where `train --out X.pt` keeps its training state while it runs: X.training.pt."""
+    return out.with_name(f"{out.stem}.training{out.suffix or '.pt'}")
+
+
+def refuse_existing(paths: list[Path], args: argparse.Namespace) -> None:
+    """Refuse to write over earlier results without --overwrite (or --resume, where the
+    command has it)."""
+    existing = [p for p in paths if p.exists()]
+    can_resume = hasattr(args, "resume")
+    if existing and not (args.overwrite or (can_resume and args.resume)):
+        how = " or --resume to continue it" if can_resume else ""
+        raise UsageError(f"{existing[0]} already holds results of an earlier run; pass "
+                         f"--overwrite to start again{how}")
+
+
+def interrupted(error: MetaTrainingInterrupted, argv: list[str]) -> int:
+    """One line on Ctrl-C: where the state is and the command that continues the run."""
+    command = shlex.join(["phys-l2o", *[a for a in argv if a not in ("--resume", "--overwrite")],
+                          "--resume"])
+    if error.state_path is None:
+        print("phys-l2o: interrupted; nothing was saved", file=sys.stderr)
+    else:
+        print(f"phys-l2o: interrupted; the training state after epoch {error.epoch} is in "
+              f"{error.state_path}; continue with: {command}", file=sys.stderr)
+    return 130
+
+
+#: what a `reproduce` run writes into its folder (besides its training states).
+REPRODUCE_OUTPUTS = ("results.json", "results.md", "curves*.png", "checkpoints/*.pt")
+
+
 def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
-    from .reproduce import reproduce
+    from .meta import MetaTrainingInterrupted
+    from .reproduce import reproduce, training_states
 
     args.out = args.out or Path("runs") / args.task
-    results = reproduce(args.task, args.budget, out=args.out, seed=args.seed, device=args.device,
-                        progress=not args.no_progress, meta_batch=args.meta_batch,
-                        data_root=args.data_root, compile=args.compile,
-                        command="phys-l2o " + shlex.join(argv))
+    check_output_dir(args.out)
+    earlier = sorted(p for pattern in REPRODUCE_OUTPUTS for p in args.out.glob(pattern))
+    refuse_existing(earlier, args)
+    if args.resume and not any(p.is_file() for p in training_states(args.out)):
+        raise UsageError(f"--resume: {args.out} holds no training state of an unfinished run; "
+                         "start again with --overwrite")
+    if args.overwrite:  # start again: no file of the earlier run stays beside the new ones
+        for path in [*earlier, *training_states(args.out)]:
+            path.unlink(missing_ok=True)
+    try:
+        results = reproduce(args.task, args.budget, out=args.out, seed=args.seed,
+                            device=args.device, progress=not args.no_progress,
+                            meta_batch=args.meta_batch, data_root=args.data_root,
+                            compile=args.compile, command="phys-l2o " + shlex.join(argv),
+                            resume=args.resume)
+    except MetaTrainingInterrupted as error:
+        return interrupted(error, argv)
     print((args.out / "results.md").read_text())
     print(f"wrote {args.out}/results.json, results.md and plots in {results['seconds']:.0f} s")
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
+    from .meta import MetaTrainingDiverged, MetaTrainingInterrupted, meta_train, save_checkpoint
     from .presets import learned_preset
     from .reproduce import build_seeded, paper_schedule, use_compile
+    from .seeding import resolve_device
 
+    check_output_file(args.out)
+    state_path = training_state_path(args.out)
+    refuse_existing([args.out, state_path], args)
+    if args.resume and not state_path.is_file():
+        raise UsageError(f"--resume: no training state at {state_path} (it is removed when a run "
+                         "ends); start again with --overwrite")
     device = resolve_device(args.device)
     config: dict[str, Any] = {}
     if args.config is not None:
@@ -211,28 +338,66 @@ def cmd_train(args: argparse.Namespace) -> int:
     task = make_task(task_spec, args, device, schedule.steps)
     try:
         result = meta_train(optimizer, task, schedule, seed=args.seed, device=device,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, state_path=state_path,
+                            state_every=args.state_every, resume=args.resume)
     except MetaTrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         print(f"nothing was written to {args.out}", file=sys.stderr)
         return 1
+    except MetaTrainingInterrupted as error:
+        return interrupted(error, argv)
+    diverged = f"{result.skipped_updates} of {schedule.epochs * schedule.trajectories} " \
+               "trajectories diverged (their truncation was skipped)"
+    if result.best_epoch == 0 and not args.allow_untrained:
+        print(f"error: the validation loss never improved on the untrained weights "
+              f"({result.best_validation:.4g}); {diverged}. Lower the meta learning rate or "
+              f"out_mul, or train longer; nothing was written to {args.out} "
+              "(--allow-untrained writes the untrained weights)", file=sys.stderr)
+        return 1
     save_checkpoint(args.out, optimizer, task=task_name, seed=args.seed,
                     schedule=schedule.to_dict(), best_epoch=result.best_epoch,
-                    best_validation=result.best_validation)
+                    best_validation=result.best_validation,
+                    diverged_trajectories=result.skipped_updates)
+    state_path.unlink(missing_ok=True)
     print(f"best validation loss {result.best_validation:.4g} at epoch {result.best_epoch} "
-          f"({result.seconds:.0f} s); wrote {args.out}")
+          f"({result.seconds:.0f} s); {diverged}; wrote {args.out}")
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
+    import hashlib
+
+    from .meta import compare, load_checkpoint
+    from .reporting import method_table, plot_curves, summarize_methods, write_json
+    from .reporting.results import provenance
+    from .seeding import make_generator, resolve_device
+
+    if args.out is not None:
+        check_output_dir(args.out)
+        refuse_existing([args.out / name for name in ("results.json", "results.md",
+                                                      "curves.png")], args)
+    if args.checkpoint is not None and args.lr is not None:
+        raise UsageError("--lr sets a baseline's learning rate (--optimizer); a checkpoint's "
+                         "step scale is its own out_mul")
     device = resolve_device(args.device)
-    task_spec: Spec = {"type": args.task}
-    if args.task == "mnist":
-        task_spec.update(activation=args.activation, pool="test")
-    task = make_task(task_spec, args, device, args.steps)
+    trained_on = None
     if args.checkpoint is not None:
-        optimizer, _ = load_checkpoint(args.checkpoint, device)
-    else:
+        optimizer, record = load_checkpoint(args.checkpoint, device)
+        trained_on = record.get("task")
+    task_name = args.task or (trained_on if trained_on in registered("task") else "quadratic")
+    if task_name != "mnist":
+        for option, value in (("--activation", args.activation), ("--data-root", args.data_root)):
+            if value is not None:
+                raise UsageError(f"{option} applies to the MNIST task only, not to "
+                                 f"{task_name!r}; leave it out or add --task mnist")
+    if trained_on is not None and task_name != trained_on:
+        print(f"note: {args.checkpoint} was meta-trained on {trained_on!r}; evaluating it on "
+              f"{task_name!r}", file=sys.stderr)
+    task_spec: Spec = {"type": task_name}
+    if task_name == "mnist":
+        task_spec.update(activation=args.activation or "sigmoid", pool="test")
+    task = make_task(task_spec, args, device, args.steps)
+    if args.checkpoint is None:
         spec = dict(PAPER_BASELINES[target_key(task)][args.optimizer])
         if args.lr is not None:
             spec["lr"] = args.lr
@@ -243,27 +408,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     methods = summarize_methods(runs, {name: optimizer.num_params()})
     print(method_table(methods))
     if args.out is not None:
-        write_json(args.out / "results.json",
-                   {"task": args.task, "seed": args.seed, "steps": args.steps,
-                    "problems": args.problems, "optimizers": methods})
-        (args.out / "results.md").write_text(method_table(methods) + "\n")
-        plot_curves(args.out / "curves.png", methods, f"{args.task}: {name}")
+        record = {**provenance("phys-l2o " + shlex.join(argv)), "task": task_name,
+                  "activation": getattr(task, "activation", None), "seed": args.seed,
+                  "steps": args.steps, "problems": args.problems,
+                  "data_note": getattr(task, "data_note", None), "optimizers": methods}
+        if args.checkpoint is not None:
+            record.update(checkpoint=str(args.checkpoint), checkpoint_sha256=hashlib.sha256(
+                args.checkpoint.read_bytes()).hexdigest(), trained_on=trained_on)
+        write_json(args.out / "results.json", record)
+        (args.out / "results.md").write_text(method_table(methods) + "\n")  # after the json
+        plot_curves(args.out / "curves.png", methods, f"{task_name}: {name}")
         print(f"wrote {args.out}/results.json, results.md and curves.png")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in ([], ["-h"], ["--help"]):
+        build_parser(full=False).parse_args(argv)  # prints the help (or the usage) and exits
     args = build_parser().parse_args(argv)
     try:
         if args.command == "reproduce":
             return cmd_reproduce(args, argv)
         if args.command == "train":
-            return cmd_train(args)
-        return cmd_evaluate(args)
+            return cmd_train(args, argv)
+        return cmd_evaluate(args, argv)
     except (ValueError, FileNotFoundError) as error:  # CheckpointError, SpecError: ValueErrors
         print(f"phys-l2o: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the command's own reading and writing
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"phys-l2o: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("phys-l2o: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

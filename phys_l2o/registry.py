@@ -38,9 +38,11 @@ Names are unique across kinds, so a spec's ``type`` alone says what it is. The k
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -128,8 +130,21 @@ def register(kind: str, name: str, *, context: tuple[str, ...] = ()) -> Callable
     return add
 
 
+#: the modules that register the built-in kinds (imported on the first look-up).
+BUILTIN_MODULES = ("phys_l2o.physics", "phys_l2o.integrators", "phys_l2o.optimizers",
+                   "phys_l2o.tasks")
+
+
+def _load_builtins() -> None:
+    """Import the modules that register the built-in classes (once; cheap afterwards)."""
+    for module in BUILTIN_MODULES:
+        if module not in sys.modules:
+            importlib.import_module(module)
+
+
 def registered(kind: str) -> dict[str, type]:
     """The classes registered as ``kind``, by name, in the order they were registered."""
+    _load_builtins()
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose from {sorted(KINDS)}")
     return dict(_ENTRIES[kind])
@@ -137,6 +152,7 @@ def registered(kind: str) -> dict[str, type]:
 
 def kind_of(name: str) -> str | None:
     """The kind a name is registered as, or ``None``."""
+    _load_builtins()
     return _KIND_OF.get(name)
 
 
@@ -149,6 +165,7 @@ def lookup(name: str, kind: str | None = None) -> type:
     """
     if kind is not None and kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose from {sorted(KINDS)}")
+    _load_builtins()
     found = _KIND_OF.get(name)
     if found is None:
         where = f"a {KINDS[kind]}" if kind else "any kind"

@@ -27,6 +27,7 @@ from .presets import (
 )
 from .registry import Spec, build
 from .reporting import method_table, plot_curves, summarize_methods, write_json
+from .reporting.results import provenance
 from .seeding import derive_seed, make_generator, resolve_device
 from .tasks import Task
 
@@ -85,15 +86,25 @@ def use_compile(compile: bool | None, budget: str, optimizers=()) -> bool:
         for opt in optimizers for m in opt.modules())
 
 
+def training_states(out: Path) -> list[Path]:
+    """The training states a ``reproduce`` run keeps in ``out`` until it has written its
+    results (they let ``--resume`` continue it)."""
+    return [out / "checkpoints" / f"{name}.training.pt" for name in LEARNED]
+
+
 def train_learned(task_name: str, task: Task, budget: str, *, seed: int, device, out: Path,
                   progress: bool, meta_batch: int | None = None,
-                  compile: bool = False) -> tuple[dict, dict]:
-    """Meta-train the HNN and the LSTM; returns their best-weights optimizers and run records."""
+                  compile: bool = False, resume: bool = False) -> tuple[dict, dict]:
+    """Meta-train the HNN and the LSTM; returns their best-weights optimizers and run records.
+
+    Each writes its training state every epoch (``training_states``); with ``resume``, one
+    that has a state continues from it (a finished one only reloads its weights)."""
     optimizers, records = {}, {}
-    for name in LEARNED:
+    for name, state in zip(LEARNED, training_states(out), strict=True):
         schedule = paper_schedule(task_name, name, budget, meta_batch=meta_batch)
         optimizer = paper_optimizer(task_name, name, seed).compile_step(compile)
-        result = meta_train(optimizer, task, schedule, seed=seed, device=device, progress=progress)
+        result = meta_train(optimizer, task, schedule, seed=seed, device=device, progress=progress,
+                            state_path=state, resume=resume and state.is_file())
         save_checkpoint(out / "checkpoints" / f"{name}.pt", optimizer, task=task_name,
                         budget=budget, seed=seed, schedule=schedule.to_dict(),
                         best_epoch=result.best_epoch, best_validation=result.best_validation)
@@ -120,11 +131,13 @@ def evaluate_target(target: Target, learned: dict, *, problems: int, seed: int, 
 def reproduce(task_name: str, budget: str = "smoke", *, out: str | os.PathLike,
               seed: int = 0, device: str | None = None, progress: bool = True,
               meta_batch: int | None = None, data_root: str | None = None,
-              compile: bool | None = None, command: str | None = None) -> dict:
+              compile: bool | None = None, command: str | None = None,
+              resume: bool = False) -> dict:
     """Run one of the paper's experiments end to end and write its reports into ``out``.
 
     ``compile``: run the learned optimizers' step through ``torch.compile``; ``None`` does so
-    for the paper budget when a C++ compiler is available (see ``use_compile``).
+    for the paper budget when a C++ compiler is available (see ``use_compile``). ``resume``:
+    continue a run of the same options killed or interrupted in ``out``.
     """
     device = resolve_device(device)
     compile = use_compile(compile, budget)
@@ -148,10 +161,10 @@ def reproduce(task_name: str, budget: str = "smoke", *, out: str | os.PathLike,
 
     learned, records = train_learned(task_name, train_task, budget, seed=seed, device=device,
                                      out=out, progress=progress, meta_batch=meta_batch,
-                                     compile=compile)
-    results = {"task": task_name, "budget": budget, "seed": seed, "steps": STEPS,
-               "problems": TEST_PROBLEMS[task_name][budget], "device": str(device),
-               "torch": torch.__version__, "compiled": compile,
+                                     compile=compile, resume=resume)
+    results = {**provenance(command), "task": task_name, "budget": budget, "seed": seed,
+               "steps": STEPS, "problems": TEST_PROBLEMS[task_name][budget],
+               "device": str(device), "compiled": compile, "resumed": resume,
                "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
                "confidence_interval": "95% percentile bootstrap of the mean over test problems "
                                       "(10,000 resamples)",
@@ -172,6 +185,8 @@ def reproduce(task_name: str, budget: str = "smoke", *, out: str | os.PathLike,
         plot_curves(out / f"curves{suffix}.png", evaluated[t.key], TITLES[t.key])
     write_json(out / "results.json", results)
     write_markdown(out / "results.md", results, targets, evaluated, command)
+    for state in training_states(out):  # the run is complete: nothing left to resume
+        state.unlink(missing_ok=True)
     return results
 
 

@@ -13,7 +13,13 @@ import torch
 
 
 def derive_seed(seed: int, stream: str) -> int:
-    """A 63-bit seed for the named ``stream`` (e.g. ``"test"``) of the master ``seed``."""
+    """A 63-bit seed for the named ``stream`` (e.g. ``"test"``) of the master ``seed``.
+
+    Raises:
+        ValueError: ``seed`` is not an integer >= 0.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"a seed must be an integer >= 0, got {seed!r}")
     state = np.random.SeedSequence([int(seed), zlib.crc32(stream.encode())]).generate_state(2)
     return int((int(state[0]) << 31 ^ int(state[1])) & (2**63 - 1))
 

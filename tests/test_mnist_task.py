@@ -359,3 +359,28 @@ def test_lstm_meta_trains_on_mnist(task):
                         validation_problems=1)
     result = meta_train(lstm, task, schedule, seed=0, progress=False)
     assert result.skipped_updates == 0 and len(result.history) == 2
+
+
+def test_the_checked_gz_file_is_read_before_an_uncompressed_one(tmp_path):
+    images, labels = write_split(tmp_path, "t10k", TEST_DIGITS, seed=2)
+    # an uncompressed labels file beside the .gz one, every label a 3
+    write_idx(tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte",
+              np.full(TEST_DIGITS, 3, dtype=np.uint8), compress=False)
+    digits = load_mnist(tmp_path, download=False)
+    assert torch.equal(digits.labels, torch.from_numpy(labels.astype(np.int64)))
+
+
+def test_a_failed_download_leaves_the_data_folder_as_it_was(tmp_path, monkeypatch):
+    import torchvision
+
+    class Offline:
+        def __init__(self, root, train=True, download=False):
+            (Path(root) / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)  # as torchvision
+            raise RuntimeError("Error downloading: <urlopen error no network>")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    root = tmp_path / "data"
+    root.mkdir()
+    with pytest.raises(FileNotFoundError, match="download failed"):
+        load_mnist(root, download=True)
+    assert list(root.iterdir()) == []

@@ -4,11 +4,18 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .evaluate import compare, evaluate
 from .rollout import rollout
 from .stats import bootstrap_ci, paired_difference, summarize
-from .train import MetaTrainingDiverged, Schedule, TrainResult, meta_train
+from .train import (
+    MetaTrainingDiverged,
+    MetaTrainingInterrupted,
+    Schedule,
+    TrainResult,
+    meta_train,
+)
 
 __all__ = [
     "CheckpointError",
     "MetaTrainingDiverged",
+    "MetaTrainingInterrupted",
     "Schedule",
     "TrainResult",
     "bootstrap_ci",

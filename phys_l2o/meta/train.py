@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -21,8 +23,10 @@ from tqdm.auto import tqdm
 
 from ..checks import positive_int, positive_number
 from ..optimizers.base import LearnedOptimizer, Optimizer
+from ..registry import spec_of
 from ..seeding import make_generator
 from ..tasks.base import Problems, Task
+from .checkpoint import CheckpointError, atomic_write
 from .evaluate import evaluate
 from .rollout import rollout
 
@@ -84,6 +88,20 @@ class MetaTrainingDiverged(RuntimeError):
         self.result = result
 
 
+class MetaTrainingInterrupted(KeyboardInterrupt):
+    """Meta-training was interrupted (Ctrl-C). ``result`` holds the best weights found so far;
+    ``state_path`` the training state to resume from (``None`` if none was being written), at
+    the end of epoch ``epoch``."""
+
+    def __init__(self, result: TrainResult, state_path: Path | None, epoch: int) -> None:
+        super().__init__(f"interrupted after epoch {epoch}")
+        self.result, self.state_path, self.epoch = result, state_path, epoch
+
+
+#: the format of the training state that ``meta_train(..., state_path=...)`` writes.
+STATE_FORMAT = "phys-l2o-training-state/1"
+
+
 def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps: int) -> float:
     """Mean final-step loss on the validation problems (``inf`` if any diverged)."""
     final = evaluate(optimizer, task, problems, steps)[:, -1]
@@ -91,9 +109,64 @@ def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps:
     return value if math.isfinite(value) else math.inf
 
 
+def _cpu(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
+
+
+def save_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
+                        meta_opt: torch.optim.Optimizer, train_gen: torch.Generator,
+                        epoch: int, result: TrainResult, schedule: Schedule, seed: int) -> None:
+    """Everything that an exact resume needs, at the end of ``epoch``, written atomically."""
+    from .. import __version__
+
+    payload = {
+        "format": STATE_FORMAT, "epoch": epoch, "seed": seed, "schedule": schedule.to_dict(),
+        "spec": spec_of(optimizer), "weights": _cpu(optimizer.state_dict()),
+        "meta_optimizer": meta_opt.state_dict(), "train_generator": train_gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "result": {"best_state": _cpu(result.best_state), "best_epoch": result.best_epoch,
+                   "best_validation": result.best_validation, "history": result.history,
+                   "seconds": result.seconds, "skipped_updates": result.skipped_updates},
+        "versions": {"phys_l2o": __version__, "torch": str(torch.__version__)},
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
+                        schedule: Schedule, seed: int) -> dict:
+    """Read a training state and check that it belongs to this run.
+
+    Raises:
+        CheckpointError: no file, a damaged file, or a state of another run (another
+            optimizer spec, seed or schedule; only ``epochs`` may grow).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no training state at {path} to resume from; start without "
+                              "--resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a damaged file
+        raise CheckpointError(f"{path} is not a readable training state ({error}); start "
+                              "again without --resume") from error
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a phys-l2o training state")
+    mine = schedule.to_dict()
+    theirs = dict(state["schedule"])
+    if state["spec"] != spec_of(optimizer) or state["seed"] != seed or \
+            {k: v for k, v in theirs.items() if k != "epochs"} != \
+            {k: v for k, v in mine.items() if k != "epochs"} or theirs["epochs"] > mine["epochs"]:
+        raise CheckpointError(
+            f"{path} belongs to another run (its spec, seed or schedule differ: saved seed "
+            f"{state['seed']}, schedule {theirs}; this run: seed {seed}, schedule {mine}); "
+            "resume with the same options, or start again with --overwrite")
+    return state
+
+
 def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | None = None, *,
                seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
-               keep_last: bool = False) -> TrainResult:
+               keep_last: bool = False, state_path: str | os.PathLike | None = None,
+               state_every: int = 1, resume: bool = False) -> TrainResult:
     """Meta-train ``optimizer`` in place on ``task``; it ends with its best weights loaded.
 
     The best weights are those with the lowest validation loss after an epoch (the untrained
@@ -106,26 +179,52 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
             ``Schedule()``, the paper's HNN schedule on the quadratic.
         seed: the master seed of the training and validation problems.
         device: where the problems and the optimizer live.
-        progress: show a progress bar.
+        progress: show a progress bar (with the count of diverged truncations).
         keep_last: also keep the weights of the last epoch in ``result.last_state``.
+        state_path: write the training state there (atomically) every ``state_every`` epochs
+            and at the end: weights, meta-optimizer, random generators, best weights and
+            history, so that a killed run can be resumed exactly.
+        state_every: epochs between two training states.
+        resume: continue from the training state at ``state_path`` (same optimizer spec, seed
+            and schedule; ``epochs`` may grow). The resumed run ends with exactly the weights
+            of an uninterrupted one on the same machine.
 
     Raises:
         MetaTrainingDiverged: if every trajectory of an epoch produced a non-finite
             meta-loss (lower the meta learning rate or ``out_mul``); the optimizer holds
             the best weights found before.
+        MetaTrainingInterrupted: on Ctrl-C (a ``KeyboardInterrupt``); the optimizer holds
+            the best weights so far, and the last training state is on disk.
+        CheckpointError: ``resume`` without a matching training state.
     """
     schedule = Schedule() if schedule is None else schedule
+    positive_int("state_every", state_every)
+    if resume and state_path is None:
+        raise ValueError("resume needs the state_path of the run to continue")
     optimizer.to(device)
     train_gen = make_generator(seed, "meta-train")
     validation = task.sample(schedule.validation_problems, make_generator(seed, "validation"),
                              device)
     meta_opt = torch.optim.Adam(optimizer.parameters(), lr=schedule.meta_lr)
     start = time.perf_counter()
-
-    best = validation_loss(optimizer, task, validation, schedule.steps)
-    result = TrainResult(copy.deepcopy(optimizer.state_dict()), 0, best,
-                         [{"epoch": 0, "validation": best}])
-    skipped = 0
+    first_epoch, elapsed = 1, 0.0
+    if resume:
+        saved = load_training_state(state_path, optimizer=optimizer, schedule=schedule,
+                                    seed=seed)
+        optimizer.load_state_dict(saved["weights"])
+        meta_opt.load_state_dict(saved["meta_optimizer"])
+        train_gen.set_state(saved["train_generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        record = saved["result"]
+        result = TrainResult(record["best_state"], record["best_epoch"],
+                             record["best_validation"], list(record["history"]),
+                             skipped_updates=record["skipped_updates"])
+        first_epoch, elapsed = saved["epoch"] + 1, record["seconds"]
+    else:
+        best = validation_loss(optimizer, task, validation, schedule.steps)
+        result = TrainResult(copy.deepcopy(optimizer.state_dict()), 0, best,
+                             [{"epoch": 0, "validation": best}])
+    skipped = result.skipped_updates
 
     def meta_step(meta_loss: Tensor) -> bool:
         nonlocal skipped
@@ -141,10 +240,28 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
         meta_opt.step()
         return True
 
+    def record_time() -> None:
+        result.seconds = elapsed + time.perf_counter() - start
+        result.skipped_updates = skipped
+
+    saved_epoch = completed = first_epoch - 1
+
+    def save(epoch: int) -> None:
+        nonlocal saved_epoch
+        if state_path is not None:
+            record_time()
+            save_training_state(state_path, optimizer=optimizer, meta_opt=meta_opt,
+                                train_gen=train_gen, epoch=epoch, result=result,
+                                schedule=schedule, seed=seed)
+            saved_epoch = epoch
+
     bar = tqdm(total=schedule.epochs * schedule.trajectories, disable=not progress,
+               initial=(first_epoch - 1) * schedule.trajectories,
                desc=f"meta-train {getattr(optimizer, 'name', 'optimizer')}", unit="traj")
     try:
-        for epoch in range(1, schedule.epochs + 1):
+        if not resume:
+            save(0)
+        for epoch in range(first_epoch, schedule.epochs + 1):
             diverged_before = skipped
             for _ in range(schedule.trajectories):
                 problems = task.sample(schedule.meta_batch, train_gen, device)
@@ -153,13 +270,14 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
                 bar.update(1)
             value = validation_loss(optimizer, task, validation, schedule.steps)
             result.history.append({"epoch": epoch, "validation": value,
-                                   "seconds": time.perf_counter() - start})
+                                   "seconds": elapsed + time.perf_counter() - start})
             if value < result.best_validation:
                 result.best_state = copy.deepcopy(optimizer.state_dict())
                 result.best_epoch, result.best_validation = epoch, value
-            bar.set_postfix(val=f"{value:.4g}", best=f"{result.best_validation:.4g}")
+            bar.set_postfix(val=f"{value:.4g}", best=f"{result.best_validation:.4g}",
+                            diverged=skipped)
             if skipped - diverged_before >= schedule.trajectories:
-                result.seconds, result.skipped_updates = time.perf_counter() - start, skipped
+                record_time()
                 optimizer.load_state_dict(result.best_state)
                 raise MetaTrainingDiverged(
                     f"meta-training diverged: every trajectory of epoch {epoch} produced a "
@@ -167,9 +285,18 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
                     f"out_mul={getattr(optimizer, 'out_mul', '?')}). Lower the meta learning rate "
                     f"or out_mul. The best weights so far (epoch {result.best_epoch}) are in "
                     "this error's `result`.", result)
+            completed = epoch
+            if epoch % state_every == 0 or epoch == schedule.epochs:
+                save(epoch)
+    except KeyboardInterrupt as interrupt:
+        record_time()
+        optimizer.load_state_dict(result.best_state)
+        if state_path is None:
+            raise MetaTrainingInterrupted(result, None, completed) from interrupt
+        raise MetaTrainingInterrupted(result, Path(state_path), saved_epoch) from interrupt
     finally:
         bar.close()
-    result.seconds, result.skipped_updates = time.perf_counter() - start, skipped
+    record_time()
     if keep_last:
         result.last_state = copy.deepcopy(optimizer.state_dict())
     optimizer.load_state_dict(result.best_state)

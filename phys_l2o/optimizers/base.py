@@ -16,6 +16,7 @@ own weights. Every optimizer has a spec (``phys_l2o.spec_of``) that rebuilds it.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -71,7 +72,8 @@ class Segments(NamedTuple):
     def of(cls, segments: Sequence[int], device: torch.device | str | None = None) -> Segments:
         """From the sizes of the parameter tensors, e.g. ``(15680, 20, 200, 10)``."""
         sizes = list(segments)
-        if not sizes or not all(isinstance(s, int) and s >= 1 for s in sizes):
+        if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
+                                for s in sizes):
             raise ValueError(f"segments must be a non-empty list of positive sizes, got "
                              f"{segments!r}")
         sizes_t = torch.as_tensor(sizes, device=device)
@@ -144,6 +146,8 @@ class LearnedOptimizer(nn.Module):
                 raise RuntimeError("torch.compile needs a C++ compiler for CPU code and none was "
                                    "found (set $CXX or install g++ or clang++); or run in eager "
                                    "mode (compile_step(False), `--no-compile`)")
+            if not torch.cuda.is_available():  # torch warns of a missing CUDA runtime on CPU
+                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             # one compiled variant per shape, grad mode and state layout; meta-training,
             # validation and test sizes of a few optimizers exceed the default limit of 8
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
@@ -155,6 +159,24 @@ def compile_available() -> bool:
     """Whether ``torch.compile`` can build CPU code here: a C++ compiler is on the ``PATH``."""
     names = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
     return any(name and shutil.which(name) for name in names)
+
+
+def check_init(params: Tensor, segments: Sequence[int]) -> None:
+    """``params`` is ``(batch, coords)`` and ``segments`` sizes that add up to ``coords``."""
+    if not isinstance(params, Tensor) or params.dim() != 2:
+        raise ValueError(f"params must be a (batch, coords) tensor, got "
+                         f"{getattr(params, 'shape', type(params).__name__)}")
+    Segments.of(segments)  # their types
+    if sum(segments) != params.shape[1]:
+        raise ValueError(f"the segment sizes {list(segments)} add up to {sum(segments)}, not to "
+                         f"the {params.shape[1]} coordinates of params")
+
+
+def check_step(params: Tensor, grad: Tensor) -> None:
+    """``grad`` has the shape of ``params``."""
+    if not isinstance(grad, Tensor) or grad.shape != params.shape:
+        raise ValueError(f"grad must have the shape of params {tuple(params.shape)}, got "
+                         f"{tuple(getattr(grad, 'shape', ())) or type(grad).__name__}")
 
 
 def _detach(value: Any) -> Any:

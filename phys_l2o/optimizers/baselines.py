@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..checks import positive_number
 from ..registry import Spec, register, spec_of
+from .base import check_init, check_step
 
 
 class BaselineState(NamedTuple):
@@ -60,12 +61,14 @@ class TorchOptimizer:
         return spec_of(self)
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> BaselineState:
+        check_init(params, segments)
         leaf = params.detach().clone().requires_grad_(True)
         return BaselineState(leaf, self.torch_class([leaf], lr=self.lr, **self.kwargs))
 
     @torch.no_grad()
     def step(self, params: Tensor, grad: Tensor,
              state: BaselineState) -> tuple[Tensor, BaselineState]:
+        check_step(params, grad)
         state.leaf.copy_(params)
         state.leaf.grad = grad.detach()
         state.optim.step()

@@ -30,7 +30,7 @@ from ..physics import (
 )
 from ..physics.field import feature_width
 from ..registry import build_part, register
-from .base import LearnedOptimizer, Segments, segment_normalize
+from .base import LearnedOptimizer, Segments, check_init, check_step, segment_normalize
 from .preprocessing import build_preprocessing
 
 Part = nn.Module | Mapping[str, Any] | str | None
@@ -107,6 +107,7 @@ class HNN(LearnedOptimizer):
         self.normalize = bool(normalize)
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> HNNState:
+        check_init(params, segments)
         return HNNState(params.new_zeros(params.shape), Segments.of(segments, params.device))
 
     def state_to_coordinates(self, state: HNNState) -> dict[str, Tensor]:
@@ -118,6 +119,7 @@ class HNN(LearnedOptimizer):
                         Segments.of(segments, params.device))
 
     def step(self, params: Tensor, grad: Tensor, state: HNNState) -> tuple[Tensor, HNNState]:
+        check_step(params, grad)
         # every coordinate becomes one scalar feature, which the preprocessing widens to d
         q = self.preprocess(rearrange(grad, "batch coords -> batch coords 1"))
         q_dot = self.preprocess(rearrange(state.q_dot, "batch coords -> batch coords 1"))

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..checks import positive_int, positive_number
 from ..registry import register
-from .base import LearnedOptimizer
+from .base import LearnedOptimizer, check_init, check_step
 from .preprocessing import build_preprocessing
 
 
@@ -54,6 +54,7 @@ class LSTMOptimizer(LearnedOptimizer):
         self.out_mul = out_mul
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> LSTMState:
+        check_init(params, segments)
         # distinct tensors (not one zero tensor shared): aliasing would recompile a compiled step
         def zeros() -> tuple[Tensor, ...]:
             return tuple(params.new_zeros(params.numel(), self.hidden) for _ in self.cells)
@@ -70,6 +71,7 @@ class LSTMOptimizer(LearnedOptimizer):
                            for kind in "hc"))
 
     def step(self, params: Tensor, grad: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        check_step(params, grad)
         # every coordinate of every problem is one row of the shared cells
         x = self.preprocess(rearrange(grad, "batch coords -> (batch coords) 1"))
         hs, cs = [], []

@@ -28,7 +28,7 @@ from ..physics import (
     PortHamiltonianField,
 )
 from ..registry import build_part, register
-from .base import LearnedOptimizer
+from .base import LearnedOptimizer, check_init, check_step
 
 
 def parameter_field(lr: float = 0.01, momentum: float = 0.9, *, nesterov: bool = False,
@@ -172,6 +172,7 @@ class ParameterStateOptimizer(LearnedOptimizer):
         self.nfe = 0
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> ParameterState:
+        check_init(params, segments)
         return ParameterState(params.new_zeros(params.shape))
 
     def state_to_coordinates(self, state: ParameterState) -> dict[str, Tensor]:
@@ -183,6 +184,7 @@ class ParameterStateOptimizer(LearnedOptimizer):
 
     def step(self, params: Tensor, grad: Tensor,
              state: ParameterState) -> tuple[Tensor, ParameterState]:
+        check_step(params, grad)
         # every parameter is the coordinate of a system with d = 1 feature
         q, q_dot, g = (rearrange(x, "batch coords -> batch coords 1")
                        for x in (params, state.q_dot, grad))

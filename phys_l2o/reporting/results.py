@@ -38,6 +38,26 @@ def summarize_methods(runs: Mapping[str, dict], params: Mapping[str, int | None]
     return out
 
 
+def provenance(command: str | None) -> dict:
+    """Where results come from: the command line, the version of phys-l2o, the commit of its
+    source tree when it is a git checkout (else ``None``), and torch's version."""
+    import subprocess
+
+    import torch
+
+    from .. import __version__
+
+    commit = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5,
+                                check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"command": command, "version": __version__, "commit": commit,
+            "torch": str(torch.__version__)}
+
+
 def write_json(path: str | os.PathLike, results: dict) -> None:
     """Write ``results`` as strict JSON (non-finite numbers become ``null``), atomically."""
     text = json.dumps(_clean(results), indent=2, allow_nan=False)

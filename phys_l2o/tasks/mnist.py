@@ -105,10 +105,14 @@ def expected_files(split: str) -> list[str]:
 
 
 def _find_split(raw: Path, split: str) -> list[Path] | None:
-    """The (images, labels) files of ``split``, uncompressed preferred, or ``None``."""
+    """The (images, labels) files of ``split``, or ``None``.
+
+    The official ``.gz`` file is preferred: its md5 is checked. An uncompressed file (as a
+    user may have extracted it) is read only where no ``.gz`` file is beside it.
+    """
     found = []
     for name in expected_files(split):
-        for candidate in (raw / name, raw / f"{name}.gz"):
+        for candidate in (raw / f"{name}.gz", raw / name):
             if candidate.is_file():
                 found.append(candidate)
                 break
@@ -174,10 +178,21 @@ def _writable(folder: Path) -> bool:
 
 
 def _download(root: Path) -> None:
-    """Download (both splits) through torchvision into ``<root>/MNIST/raw``."""
+    """Download (both splits) through torchvision into ``<root>/MNIST/raw``.
+
+    A failed download removes the folders it made, so the data folder is left as it was.
+    """
     from torchvision.datasets import MNIST
 
-    MNIST(str(root), train=True, download=True)
+    made = [folder for folder in (raw_folder(root), raw_folder(root).parent, root)
+            if not folder.exists()]
+    try:
+        MNIST(str(root), train=True, download=True)
+    except BaseException:
+        for folder in made:  # deepest first; only the empty ones
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 _CPU_CACHE: dict[str, MNISTDigits] = {}
