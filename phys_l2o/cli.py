@@ -31,24 +31,23 @@ BUDGET_NAMES = sorted({b for sizes in BUDGETS.values() for b in sizes})
 CONFIG_TABLES = ("optimizer", "task", "schedule")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def integer_at_least(minimum: int, what: str):
+    """An argparse type: an integer ``>= minimum``, refused with ``what`` it must be."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
 
 
-def seed_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+positive_int = integer_at_least(1, "a positive integer")
+seed_int = integer_at_least(0, "an integer >= 0")
 
 
 def positive_float(text: str) -> float:
@@ -215,8 +214,8 @@ class UsageError(ValueError):
 
 
 def check_output_file(path: Path) -> None:
-    """``path`` can be written: not a folder, in a folder that exists (made if missing) and is
-    writable."""
+    """``path`` can be written: not a folder, and its folder exists and is writable or can be
+    made in a writable one."""
     if path.is_dir():
         raise UsageError(f"--out {path} is a folder; give a file path such as {path / 'hnn.pt'}")
     check_output_dir(path.parent, what=f"the folder of --out {path}")
