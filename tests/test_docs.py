@@ -198,8 +198,8 @@ def test_mkdocs_build_strict(tmp_path):
     assert (site / "images" / "hnn-computation.svg").is_file()
     assert "| `euler-readout` |" not in concepts                # the registry table was rendered
     assert "<td><code>euler-readout</code></td>" in concepts
-    for page in ("phys_l2o", *API_PAGES):
-        assert (site / "api" / page / "index.html").is_file()
+    for page in ("phys_l2o", *(name for name in API_PAGES if name != "pretrained")):
+        assert (site / "api" / page / "index.html").is_file()   # pretrained: on optim's page
     registry = (site / "api" / "registry" / "index.html").read_text()
     assert "<td><code>tutorial-friction</code></td>" not in registry  # only the package's
     assert "<td><code>dopri5</code></td>" in registry

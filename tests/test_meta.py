@@ -174,3 +174,12 @@ def test_checkpoints_of_the_first_format_still_load(tmp_path):
     assert meta == {"seed": 0} and loaded.spec() == new.spec()
     for k, v in new.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_loading_a_checkpoint_leaves_the_random_state_alone(tmp_path):
+    save_checkpoint(tmp_path / "hnn.pt", HNN())
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    load_checkpoint(tmp_path / "hnn.pt")
+    assert torch.equal(torch.rand(3), expected)

@@ -115,7 +115,8 @@ def load_checkpoint(path: str | os.PathLike,
             spec, state_dict = _legacy_spec(payload), _legacy_state_dict(state_dict)
         else:
             spec = payload["spec"]
-        optimizer = build(spec, "optimizer")
+        with torch.random.fork_rng(devices=[]):  # the weights come from the file: leave the
+            optimizer = build(spec, "optimizer")  # caller's random state as it was
     except SpecError as error:
         raise CheckpointError(f"{path} cannot be rebuilt: {error}") from error
     except (KeyError, TypeError, ValueError, AttributeError) as error:
