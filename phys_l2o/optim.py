@@ -159,14 +159,8 @@ class LearnedOptim(torch.optim.Optimizer):
         sizes = [p.numel() for p in params]
         flat = torch.cat([p.reshape(-1) for p in params]).to(self._dtype).unsqueeze(0)
         grad = torch.cat([p.grad.reshape(-1) for p in params]).to(self._dtype).unsqueeze(0)
-        fields = self.network.state_to_coordinates(self.network.init_state(flat, sizes))
-        if any(self.state[p] for p in params):  # this group's saved slices, fresh ones for new
-            slices = {key: list(value.split(sizes)) for key, value in fields.items()}
-            for i, p in enumerate(params):
-                for key, value in self.state[p].items():
-                    slices[key][i] = value.to(device=device, dtype=self._dtype)
-            fields = {key: torch.cat(values) for key, values in slices.items()}
-        state = self.network.state_from_coordinates(fields, flat, sizes)
+        state = self.network.state_from_coordinates(self._coordinates(params, flat, sizes),
+                                                    flat, sizes)
         new, state = self.network.step(flat, grad, state)
         if lr != self.trained_lr:  # at the trained scale, exactly the network's own step
             new = flat + (new - flat) * (lr / self.trained_lr)
@@ -175,6 +169,29 @@ class LearnedOptim(torch.optim.Optimizer):
         for i, (p, value) in enumerate(zip(params, new[0].split(sizes), strict=True)):
             p.copy_(value.view_as(p))
             self.state[p] = {key: parts[i].clone() for key, parts in per_param.items()}
+
+    def _coordinates(self, params: list[Tensor], flat: Tensor,
+                     sizes: list[int]) -> dict[str, Tensor]:
+        """The group's per-coordinate state: each parameter's saved slice, and a fresh one
+        (from ``init_state``) only for parameters that have none yet."""
+        new = [i for i, p in enumerate(params) if not self.state[p]]
+        fresh: dict[str, list[Tensor]] = {}
+        if new:
+            values = flat[0].split(sizes)
+            subset = torch.cat([values[i] for i in new]).unsqueeze(0)
+            subset_sizes = [sizes[i] for i in new]
+            fields = self.network.state_to_coordinates(
+                self.network.init_state(subset, subset_sizes))
+            fresh = {key: list(value.split(subset_sizes)) for key, value in fields.items()}
+        if len(new) == len(params):
+            return {key: torch.cat(parts) for key, parts in fresh.items()}
+        keys = next(iter(self.state[p] for p in params if self.state[p]))
+        slices: dict[str, list[Tensor]] = {key: [] for key in keys}
+        for i, p in enumerate(params):
+            for key in keys:
+                slices[key].append(fresh[key].pop(0) if i in new else
+                                   self.state[p][key].to(device=flat.device, dtype=self._dtype))
+        return {key: torch.cat(parts) for key, parts in slices.items()}
 
 
 def from_pretrained(name: str, params: Iterable[Tensor] | Iterable[dict[str, Any]],

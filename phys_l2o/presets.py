@@ -105,9 +105,3 @@ def learned_preset(task: str, optimizer: str) -> dict[str, Any]:
         return {**paper, "optimizer": dict(paper["optimizer"])}
     return {"optimizer": {"type": optimizer}, **DEFAULT_META}
 
-
-def meta_settings(task: str, spec: Spec) -> dict[str, Any]:
-    """``unroll`` and ``meta_lr`` for an optimizer spec: its type's paper preset on ``task``,
-    else ``DEFAULT_META``."""
-    preset = learned_preset(task, spec.get("type"))
-    return {"unroll": preset["unroll"], "meta_lr": preset["meta_lr"]}

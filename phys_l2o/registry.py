@@ -150,12 +150,6 @@ def registered(kind: str) -> dict[str, type]:
     return dict(_ENTRIES[kind])
 
 
-def kind_of(name: str) -> str | None:
-    """The kind a name is registered as, or ``None``."""
-    _load_builtins()
-    return _KIND_OF.get(name)
-
-
 def lookup(name: str, kind: str | None = None) -> type:
     """The class registered as ``name`` (and, if given, as a ``kind``).
 

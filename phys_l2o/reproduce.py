@@ -81,9 +81,8 @@ def use_compile(compile: bool | None, budget: str, optimizers=()) -> bool:
     pay the compilation back."""
     if compile is not None:
         return compile
-    return budget == "paper" and compile_available() and all(
-        getattr(m, "compilable", True) is not False
-        for opt in optimizers for m in opt.modules())
+    return budget == "paper" and compile_available() and not any(
+        opt.uncompilable_pieces() for opt in optimizers)
 
 
 def training_states(out: Path) -> list[Path]:

@@ -186,3 +186,29 @@ def test_meta_training_on_a_small_cnn_lowers_the_validation_loss(mnist_test_only
     result = meta_train(hnn, task, schedule, seed=0, progress=False)
     assert result.skipped_updates == 0 and result.best_epoch > 0
     assert result.best_validation < 0.95 * result.history[0]["validation"]
+
+
+@pytest.mark.parametrize("name", ["hnn", "lstm"])
+def test_a_parameter_that_gets_its_first_gradient_later_starts_from_fresh_state(name):
+    """Each parameter tensor is its own segment: in a group, ``a`` (stepped twice) and ``b``
+    (first stepped at the second step) move as they would alone."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = (nn.Parameter(torch.randn(n, generator=gen)) for n in (5, 3))
+    grads_a = [torch.randn(5, generator=gen) for _ in range(2)]
+    grad_b = torch.randn(3, generator=gen)
+    alone = [nn.Parameter(a.detach().clone()), nn.Parameter(b.detach().clone())]
+    opt = LearnedOptim([a, b], trained(name))
+    a.grad = grads_a[0]
+    opt.step()                                   # b has no gradient yet: skipped
+    assert len(opt.state) == 1
+    a.grad, b.grad = grads_a[1], grad_b
+    opt.step()
+    opt_a, opt_b = LearnedOptim([alone[0]], trained(name)), LearnedOptim([alone[1]],
+                                                                         trained(name))
+    for g in grads_a:
+        alone[0].grad = g
+        opt_a.step()
+    alone[1].grad = grad_b
+    opt_b.step()
+    torch.testing.assert_close(a, alone[0])
+    torch.testing.assert_close(b, alone[1])

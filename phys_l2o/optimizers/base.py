@@ -120,6 +120,11 @@ class LearnedOptimizer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def uncompilable_pieces(self) -> list[str]:
+        """The classes of the pieces that ``torch.compile`` cannot run (``compilable = False``)."""
+        return sorted({type(m).__name__ for m in self.modules()
+                       if getattr(m, "compilable", True) is False})
+
     def compile_step(self, enabled: bool = True) -> LearnedOptimizer:
         """Run ``step`` through ``torch.compile`` (or back in eager mode with ``False``).
 
@@ -135,8 +140,7 @@ class LearnedOptimizer(nn.Module):
         """
         self.__dict__.pop("step", None)
         if enabled:
-            blocked = sorted({type(m).__name__ for m in self.modules()
-                              if getattr(m, "compilable", True) is False})
+            blocked = self.uncompilable_pieces()
             if blocked:
                 raise RuntimeError(f"this optimizer cannot be compiled: {', '.join(blocked)} "
                                    "differentiates inside the step, which torch.compile does "

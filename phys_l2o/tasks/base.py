@@ -26,6 +26,27 @@ def select(problems: Problems, index: slice | Tensor | Sequence[int]) -> Problem
     return {k: v[index] for k, v in problems.items()}
 
 
+def minibatch_order(pool_size: int, steps: int, batch_size: int,
+                    generator: torch.Generator) -> Tensor:
+    """One problem's minibatches ``(steps + 1, batch_size)`` of indices into a pool: it walks
+    through its own random permutations of the pool, a fresh one per pass."""
+    needed = (steps + 1) * batch_size
+    passes = -(-needed // pool_size)
+    order = torch.cat([torch.randperm(pool_size, generator=generator) for _ in range(passes)])
+    return order[:needed].view(steps + 1, batch_size)
+
+
+def minibatch_indices(problems: Problems, step: int, task: str) -> Tensor:
+    """The minibatch indices ``(batch, batch_size)`` of ``step``, refused clearly past the
+    steps the problems hold."""
+    batches = problems["batches"]
+    if not 0 <= step < batches.shape[1]:
+        raise IndexError(f"step {step} is outside these problems' {batches.shape[1] - 1} "
+                         f"steps (they hold minibatches 0..{batches.shape[1] - 1}); build "
+                         f"the {task} with a larger `steps`")
+    return batches[:, step]
+
+
 class Task:
     """Base class for batched problem families."""
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..checks import positive_int
 from ..registry import register
-from .base import Problems, Task
+from .base import Problems, Task, minibatch_indices, minibatch_order
 
 #: pixels per digit and classes.
 INPUTS, CLASSES = 28 * 28, 10
@@ -388,17 +388,13 @@ class MNISTTask(Task):
         """
         if num_problems < 1:
             raise ValueError(f"num_problems must be >= 1, got {num_problems}")
-        needed = (self.steps + 1) * self.batch_size
-        passes = -(-needed // self.pool_size)
         params = torch.empty(num_problems, self.num_coords)
-        batches = torch.empty(num_problems, needed, dtype=torch.long)
+        batches = torch.empty(num_problems, self.steps + 1, self.batch_size, dtype=torch.long)
         for i in range(num_problems):
             for chunk, bound in zip(params[i].split(self.segments), self._bounds):
                 chunk.uniform_(-bound, bound, generator=generator)
-            order = torch.cat([torch.randperm(self.pool_size, generator=generator)
-                               for _ in range(passes)])
-            batches[i] = self.pool_indices[order[:needed]]
-        batches = batches.view(num_problems, self.steps + 1, self.batch_size)
+            order = minibatch_order(self.pool_size, self.steps, self.batch_size, generator)
+            batches[i] = self.pool_indices[order]
         return {"params": params.to(device), "batches": batches.to(device)}
 
     def init_params(self, problems: Problems) -> Tensor:
@@ -415,14 +411,10 @@ class MNISTTask(Task):
 
     def minibatch(self, problems: Problems, step: int) -> tuple[Tensor, Tensor]:
         """Digits ``(batch, batch_size, 784)`` and labels ``(batch, batch_size)`` of ``step``."""
-        batches = problems["batches"]
-        if not 0 <= step < batches.shape[1]:
-            raise IndexError(f"step {step} is outside these problems' {batches.shape[1] - 1} "
-                             f"steps (they hold minibatches 0..{batches.shape[1] - 1}); build "
-                             "the MNISTTask with a larger `steps`")
-        digits = self._data(batches.device)
-        index = batches[:, step].reshape(-1)
-        shape = batches.shape[0], batches.shape[2]
+        indices = minibatch_indices(problems, step, "MNISTTask")
+        digits = self._data(indices.device)
+        index = indices.reshape(-1)
+        shape = indices.shape
         # gather bytes, then convert: the same floats as ``images[index]``, 4x less traffic
         x = digits.pixels.index_select(0, index).to(torch.float32).div_(255.0)
         return x.view(*shape, INPUTS), digits.labels.index_select(0, index).view(shape)

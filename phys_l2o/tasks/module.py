@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..checks import positive_int
-from .base import Problems, Task
+from .base import Problems, Task, minibatch_indices, minibatch_order
 
 
 class ModuleTask(Task):
@@ -81,8 +81,6 @@ class ModuleTask(Task):
         """Initial weights ``params (batch, coords)`` (a fresh ``model()`` each, seeded from
         ``generator``) and minibatch indices ``batches (batch, steps + 1, batch_size)``."""
         positive_int("num_problems", num_problems)
-        needed = (self.steps + 1) * self.batch_size
-        passes = -(-needed // len(self.inputs))
         params, batches = [], []
         for _ in range(num_problems):
             seed = int(torch.randint(2**62, (1,), generator=generator))
@@ -90,9 +88,8 @@ class ModuleTask(Task):
                 torch.manual_seed(seed)
                 model = self.model_factory()
             params.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
-            order = torch.cat([torch.randperm(len(self.inputs), generator=generator)
-                               for _ in range(passes)])
-            batches.append(order[:needed].view(self.steps + 1, self.batch_size))
+            batches.append(minibatch_order(len(self.inputs), self.steps, self.batch_size,
+                                           generator))
         return {"params": torch.stack(params).to(device),
                 "batches": torch.stack(batches).to(device)}
 
@@ -107,15 +104,11 @@ class ModuleTask(Task):
 
     def minibatch(self, problems: Problems, step: int) -> tuple[Tensor, Tensor]:
         """Inputs ``(batch, batch_size, ...)`` and targets of ``step`` for every problem."""
-        batches = problems["batches"]
-        if not 0 <= step < batches.shape[1]:
-            raise IndexError(f"step {step} is outside these problems' {batches.shape[1] - 1} "
-                             "steps; build the ModuleTask with a larger `steps`")
-        device = batches.device
+        index = minibatch_indices(problems, step, "ModuleTask")
+        device = index.device
         if device not in self._data:
             self._data[device] = (self.inputs.to(device), self.targets.to(device))
         inputs, targets = self._data[device]
-        index = batches[:, step]
         return inputs[index], targets[index]
 
     def loss(self, params: Tensor, problems: Problems, step: int) -> Tensor:
