@@ -31,7 +31,9 @@ _EXPORTS = {
     "PortHamiltonianField": "physics",
     **dict.fromkeys(["KINDS", "SpecError", "build", "load_toml", "register", "registered",
                      "spec_of", "to_toml"], "registry"),
-    **dict.fromkeys(["method_table", "plot_curves", "summarize_methods"], "reporting"),
+    **dict.fromkeys(["method_entries", "method_table", "plot_curves", "summarize_methods"],
+                    "reporting"),
+    **dict.fromkeys(["Sweep", "SweepError", "load_sweep", "run_sweep"], "sweep"),
     "make_generator": "seeding",
     **dict.fromkeys(["MNISTTask", "ModuleTask", "QuadraticTask", "Task"], "tasks"),
 }
@@ -52,6 +54,8 @@ __all__ = [
     "QuadraticTask",
     "Schedule",
     "SpecError",
+    "Sweep",
+    "SweepError",
     "Task",
     "TorchOptimizer",
     "TrainResult",
@@ -60,9 +64,11 @@ __all__ = [
     "compare",
     "evaluate",
     "load_checkpoint",
+    "load_sweep",
     "load_toml",
     "make_generator",
     "meta_train",
+    "method_entries",
     "method_table",
     "momentum_sgd",
     "optim",
@@ -71,6 +77,7 @@ __all__ = [
     "register",
     "registered",
     "rollout",
+    "run_sweep",
     "save_checkpoint",
     "spec_of",
     "summarize_methods",
@@ -128,6 +135,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the names as plain imports
         spec_of,
         to_toml,
     )
-    from .reporting import method_table, plot_curves, summarize_methods
+    from .reporting import method_entries, method_table, plot_curves, summarize_methods
     from .seeding import make_generator
+    from .sweep import Sweep, SweepError, load_sweep, run_sweep
     from .tasks import MNISTTask, ModuleTask, QuadraticTask, Task

@@ -1,6 +1,7 @@
 """The ``phys-l2o`` command: parse and validate, then call the library.
 
     phys-l2o reproduce quadratic --budget smoke --out runs/quad
+    phys-l2o sweep ablations/pieces-quadratic.toml --budget smoke --out runs/pieces
     phys-l2o train --optimizer hnn --task quadratic --out runs/hnn.pt
     phys-l2o train --config my_optimizer.toml --budget smoke --out runs/mine.pt
     phys-l2o evaluate --checkpoint runs/hnn.pt --task quadratic --out runs/eval
@@ -10,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import shlex
 import sys
@@ -60,14 +60,18 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
+def add_common(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--data-root", default=None,
                    help="MNIST data root holding MNIST/raw/ (default: $PHYS_L2O_DATA, else "
                         "~/.cache/phys-l2o; downloaded there when missing and online)")
-    p.add_argument("--seed", type=seed_int, default=0, help="master seed (default 0)")
+    if seed:
+        p.add_argument("--seed", type=seed_int, default=0, help="master seed (default 0)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto: cuda when available, else cpu")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="intra-op threads of this process (default: 1, and at most the cores "
+                        "divided by the processes of this machine under torchrun)")
 
 
 def add_compile(p: argparse.ArgumentParser) -> None:
@@ -88,6 +92,7 @@ def add_again(p: argparse.ArgumentParser, exists: str, resume: str | None) -> No
 
 #: the commands and their one-line help.
 COMMANDS = {"reproduce": "meta-train, evaluate and report one of the paper's experiments",
+            "sweep": "run a sweep file (variants x seeds, baselines) and report it; resumable",
             "train": "meta-train one learned optimizer; writes a checkpoint",
             "evaluate": "evaluate a checkpoint or a baseline on test problems"}
 
@@ -95,30 +100,55 @@ COMMANDS = {"reproduce": "meta-train, evaluate and report one of the paper's exp
 def build_parser(full: bool = True) -> argparse.ArgumentParser:
     """The command line; ``full=False`` lists the commands only (no registry, no torch)."""
     parser = argparse.ArgumentParser(
-        prog="phys-l2o", description="Learned optimizers with physical priors: reproduce the "
-        "paper's experiments, meta-train an optimizer, evaluate one.",
+        prog="phys-l2o", allow_abbrev=False,
+        description="Learned optimizers with physical priors: reproduce the paper's experiments, "
+        "run sweeps, meta-train an optimizer, evaluate one.",
         epilog="`phys-l2o COMMAND --help` lists a command's options.")
     sub = parser.add_subparsers(dest="command", required=True)
     if not full:
         for name, text in COMMANDS.items():
-            sub.add_parser(name, help=text)
+            sub.add_parser(name, help=text, allow_abbrev=False)
         return parser
 
-    rep = sub.add_parser("reproduce", help=COMMANDS["reproduce"])
+    rep = sub.add_parser("reproduce", help=COMMANDS["reproduce"], allow_abbrev=False,
+                         description="Run the paper's experiment on TASK (its sweep file) and "
+                         "write its tables and plots. Running the same command again on the "
+                         "same --out continues an unfinished run.")
     rep.add_argument("task", choices=sorted(PAPER_TASKS))
     rep.add_argument("--budget", choices=BUDGET_NAMES, default="paper",
                      help="paper (default): the paper's schedule; smoke: a tiny schedule that "
                           "checks the pipeline in under a minute")
     rep.add_argument("--out", type=Path, default=None,
                      help="output folder (default runs/<task>)")
+    rep.add_argument("--seeds", type=positive_int, default=1,
+                     help="meta-training seeds per learned optimizer, from --seed on "
+                          "(default 1)")
     rep.add_argument("--meta-batch", type=positive_int, default=None,
                      help="problems per meta-training trajectory (default: the paper's 1)")
-    add_again(rep, "the output folder holds an earlier run's results",
-                   "continue the interrupted run in the output folder (same options)")
+    add_again(rep, "the output folder holds another run's results", None)
     add_compile(rep)
     add_common(rep)
 
-    tr = sub.add_parser("train", help=COMMANDS["train"])
+    sw = sub.add_parser("sweep", help=COMMANDS["sweep"], allow_abbrev=False,
+                        description="Run a sweep file: every variant meta-trained with every "
+                        "seed and evaluated, with the baselines, on the same test problems of "
+                        "every target. Each finished cell is written at once; running the same "
+                        "command again on the same --out resumes. Under `torchrun "
+                        "--nproc-per-node N --no-python phys-l2o sweep ...` the cells are "
+                        "shared among the processes.")
+    sw.add_argument("file", type=Path, help="a sweep file (TOML)")
+    sw.add_argument("--budget", default=None,
+                    help="a budget of the sweep file (default: its default_budget, else its "
+                         "first)")
+    sw.add_argument("--seeds", type=positive_int, default=None,
+                    help="meta-training seeds 0..N-1 (default: the budget's)")
+    sw.add_argument("--out", type=Path, default=None,
+                    help="output folder (default runs/<sweep name>)")
+    add_again(sw, "--out holds a run of another sweep or budget", None)
+    add_compile(sw)
+    add_common(sw, seed=False)
+
+    tr = sub.add_parser("train", help=COMMANDS["train"], allow_abbrev=False)
     which = tr.add_mutually_exclusive_group()
     which.add_argument("--optimizer", choices=sorted(registered("optimizer")), default=None,
                        help="a registered learned optimizer with its paper (or default) "
@@ -150,7 +180,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     add_compile(tr)
     add_common(tr)
 
-    ev = sub.add_parser("evaluate", help=COMMANDS["evaluate"])
+    ev = sub.add_parser("evaluate", help=COMMANDS["evaluate"], allow_abbrev=False)
     which = ev.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", type=Path, help="a checkpoint written by `train`")
     which.add_argument("--optimizer", choices=sorted(registered("baseline")),
@@ -174,11 +204,9 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
 
 def make_task(spec: Spec | str, args: argparse.Namespace, device, steps: int):
     """Build a task spec where it runs (data folder, device), holding ``steps`` steps."""
-    spec = as_spec(spec)
-    cls = lookup(spec["type"], "task")
-    if "steps" in inspect.signature(cls.__init__).parameters and "steps" not in spec:
-        spec["steps"] = steps
-    task = build(spec, "task", data_root=args.data_root, device=device)
+    from .sweep import build_task
+
+    task = build_task(as_spec(spec), steps, data_root=args.data_root, device=device)
     note = getattr(task, "data_note", None)
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -262,32 +290,45 @@ def interrupted(error: MetaTrainingInterrupted, argv: list[str]) -> int:
     return 130
 
 
-#: what a `reproduce` run writes into its folder (besides its training states).
-REPRODUCE_OUTPUTS = ("results.json", "results.md", "curves*.png", "checkpoints/*.pt")
+def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
+    from .meta import MetaTrainingInterrupted
+    from .sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.file)
+    args.out = args.out or Path("runs") / sweep.name
+    return run_and_report(args, argv, lambda: run_sweep(
+        sweep, args.budget, out=args.out, seeds=args.seeds, device=args.device,
+        threads=args.threads, data_root=args.data_root, compile=args.compile,
+        overwrite=args.overwrite, progress=not args.no_progress,
+        command="phys-l2o " + shlex.join(argv)), MetaTrainingInterrupted)
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     from .meta import MetaTrainingInterrupted
-    from .reproduce import reproduce, training_states
+    from .reproduce import reproduce
 
     args.out = args.out or Path("runs") / args.task
+    return run_and_report(args, argv, lambda: reproduce(
+        args.task, args.budget, out=args.out, seed=args.seed, seeds=args.seeds,
+        device=args.device, progress=not args.no_progress, meta_batch=args.meta_batch,
+        data_root=args.data_root, compile=args.compile, threads=args.threads,
+        command="phys-l2o " + shlex.join(argv), overwrite=args.overwrite),
+        MetaTrainingInterrupted)
+
+
+def run_and_report(args: argparse.Namespace, argv: list[str], run, interruption) -> int:
+    """Run a sweep (``run()``), print its table (rank 0), and turn Ctrl-C into one line that
+    says how to continue."""
     check_output_dir(args.out)
-    earlier = sorted(p for pattern in REPRODUCE_OUTPUTS for p in args.out.glob(pattern))
-    refuse_existing(earlier, args)
-    if args.resume and not any(p.is_file() for p in training_states(args.out)):
-        raise UsageError(f"--resume: {args.out} holds no training state of an unfinished run; "
-                         "start again with --overwrite")
-    if args.overwrite:  # start again: no file of the earlier run stays beside the new ones
-        for path in [*earlier, *training_states(args.out)]:
-            path.unlink(missing_ok=True)
     try:
-        results = reproduce(args.task, args.budget, out=args.out, seed=args.seed,
-                            device=args.device, progress=not args.no_progress,
-                            meta_batch=args.meta_batch, data_root=args.data_root,
-                            compile=args.compile, command="phys-l2o " + shlex.join(argv),
-                            resume=args.resume)
-    except MetaTrainingInterrupted as error:
-        return interrupted(error, argv)
+        results = run()
+    except interruption:
+        command = shlex.join(["phys-l2o", *[a for a in argv if a != "--overwrite"]])
+        print(f"phys-l2o: interrupted; the finished cells and the training state of the cell in "
+              f"progress are in {args.out}; continue with: {command}", file=sys.stderr)
+        return 130
+    if results is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return 0
     print((args.out / "results.md").read_text())
     print(f"wrote {args.out}/results.json, results.md and plots in {results['seconds']:.0f} s")
     return 0
@@ -427,11 +468,16 @@ def main(argv: list[str] | None = None) -> int:
         build_parser(full=False).parse_args(argv)  # prints the help (or the usage) and exits
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "reproduce":
-            return cmd_reproduce(args, argv)
-        if args.command == "train":
-            return cmd_train(args, argv)
-        return cmd_evaluate(args, argv)
+        from .parallel import thread_policy
+
+        with thread_policy(args.threads):
+            if args.command == "reproduce":
+                return cmd_reproduce(args, argv)
+            if args.command == "sweep":
+                return cmd_sweep(args, argv)
+            if args.command == "train":
+                return cmd_train(args, argv)
+            return cmd_evaluate(args, argv)
     except (ValueError, FileNotFoundError) as error:  # CheckpointError, SpecError: ValueErrors
         print(f"phys-l2o: error: {error}", file=sys.stderr)
         return 2

@@ -49,6 +49,37 @@ CONFIGS = {
 }
 
 
+SWEEP = """name = "s"
+train = { type = "quadratic" }
+[budgets.tiny]
+epochs = 1
+trajectories = 1
+meta_batch = 1
+validation_problems = 2
+test_problems = 2
+steps = 3
+seeds = 1
+[targets.q]
+task = { type = "quadratic" }
+baselines.sgd = { type = "sgd", lr = 0.01 }
+[[variants]]
+name = "hnn"
+optimizer = { type = "hnn" }
+"""
+SWEEPS = {
+    "sweep-bad.toml": SWEEP.replace("[budgets.tiny]", "[budgets.tiny"),
+    "sweep-key.toml": "epochs = 3\n" + SWEEP,
+    "sweep-budget.toml": SWEEP.replace("seeds = 1\n", ""),
+    "sweep-clash.toml": SWEEP.replace('name = "hnn"', 'name = "sgd"'),
+    "sweep-type.toml": SWEEP.replace('{ type = "hnn" }', '{ type = "hnm" }'),
+    "sweep-option.toml": SWEEP.replace('{ type = "hnn" }', '{ type = "hnn", integrator = "rk4" }'),
+    "sweep-variant.toml": SWEEP + "epoch = 3\n",
+    "sweep-reference.toml": 'reference = "adam"\n' + SWEEP,
+    "sweep-baseline.toml": SWEEP.replace('type = "sgd", lr = 0.01', 'type = "sgd", lr = -1'),
+    "sweep.toml": SWEEP,
+}
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """Earlier outputs and damaged inputs, side by side."""
@@ -71,8 +102,11 @@ def workspace(tmp_path_factory) -> Path:
         for name in files:
             (root / folder / name).write_text(f"{folder}/{name} of an earlier run")
     (root / "empty").mkdir()
-    for name, text in CONFIGS.items():
+    for name, text in {**CONFIGS, **SWEEPS}.items():
         (root / name).write_text(text)
+    (root / "earlier-sweep").mkdir()
+    (root / "earlier-sweep" / "sweep.json").write_text('{"format": "phys-l2o-sweep/1", '
+                                                        '"sweep": {"name": "other"}}')
     return root
 
 
@@ -91,12 +125,30 @@ EVAL = ["evaluate", "--no-progress", "--device", "cpu", "--problems", "2", "--st
 CLI_CASES = [
     (["reproduce", "cubic"], "invalid choice"),
     (["reproduce", "quadratic", "--budget", "huge"], "invalid choice"),
-    (["reproduce", "quadratic", "--out", f"{W}/earlier-run"], "already holds results"),
+    (["reproduce", "quadratic", "--out", f"{W}/earlier-run"], "holds results of another run"),
     (["reproduce", "quadratic", "--out", f"{W}/a-file"], "is a file, not a folder"),
     (["reproduce", "quadratic", "--out", f"{W}/a-file/run"], "is a file, not a folder"),
-    (["reproduce", "quadratic", "--out", f"{W}/empty", "--resume"], "no training state"),
     (["reproduce", "quadratic", "--meta-batch", "0"], "positive integer"),
-    (["reproduce", "quadratic", "--overwrite", "--resume"], "not allowed with"),
+    (["reproduce", "quadratic", "--resume"], "unrecognized arguments: --resume"),
+    (["reproduce", "quadratic", "--seeds", "0"], "positive integer"),
+    (["reproduce", "quadratic", "--threads", "0"], "positive integer"),
+    (["sweep", f"{W}/missing.toml"], "no sweep file"),
+    (["sweep", f"{W}/sweep-bad.toml"], "not valid TOML"),
+    (["sweep", f"{W}/sweep-key.toml"], "unknown keys ['epochs']"),
+    (["sweep", f"{W}/sweep-budget.toml"], "missing ['seeds']"),
+    (["sweep", f"{W}/sweep-clash.toml"], "method names must be unique"),
+    (["sweep", f"{W}/sweep-type.toml"], "'hnm' is not registered"),
+    (["sweep", f"{W}/sweep-option.toml"], "takes no option ['integrator']"),
+    (["sweep", f"{W}/sweep-variant.toml"], "unknown keys ['epoch']"),
+    (["sweep", f"{W}/sweep-reference.toml"], "reference 'adam' is neither"),
+    (["sweep", f"{W}/sweep-baseline.toml"], "learning rate must be"),
+    (["sweep", f"{W}/sweep.toml", "--budget", "huge"], "has no budget 'huge'"),
+    (["sweep", f"{W}/sweep.toml", "--seeds", "0"], "positive integer"),
+    (["sweep", f"{W}/sweep.toml", "--seed", "1"], "unrecognized arguments: --seed"),
+    (["sweep", f"{W}/sweep.toml", "--out", f"{W}/earlier-run"], "holds results of another run"),
+    (["sweep", f"{W}/sweep.toml", "--out", f"{W}/earlier-sweep"], "holds a run of another sweep"),
+    (["sweep", f"{W}/sweep.toml", "--out", f"{W}/a-file"], "is a file, not a folder"),
+    (["sweep", f"{W}/sweep.toml", "--device", "tpu"], "invalid choice"),
     (["reproduce", "quadratic", "--seed", "-1", "--out", f"{W}/new-run"],
      "expected an integer >= 0"),
     (["reproduce", "quadratic", "--device", "tpu"], "invalid choice"),

@@ -17,28 +17,48 @@ def test_reproduce_quadratic_smoke_writes_reports(tmp_path):
     out = tmp_path / "quad"
     assert main(["reproduce", "quadratic", "--budget", "smoke", "--out", str(out),
                  "--device", "cpu", "--no-progress"]) == 0
-    assert (out / "curves.png").stat().st_size > 10_000
+    assert (out / "curves-quadratic.png").stat().st_size > 10_000
+    assert (out / "intervals.png").stat().st_size > 5_000
     md = (out / "results.md").read_text()
     assert "Table A1" in md and "| HNN | 19 |" in md and "| LSTM | 5221 |" in md
     results = json.loads((out / "results.json").read_text())
-    assert results["task"] == "quadratic" and results["budget"] == "smoke"
-    assert results["seed"] == 0 and results["steps"] == 100 and results["problems"] == 100
-    assert set(results["optimizers"]) == NAMES
-    assert results["optimizers"]["hnn"]["params"] == 19
-    assert results["optimizers"]["lstm"]["params"] == 5221
-    assert results["optimizers"]["adam"]["params"] is None
-    for entry in results["optimizers"].values():
+    assert results["sweep"] == "paper-quadratic" and results["budget"] == "smoke"
+    assert results["seeds"] == [0] and results["threads"] == 1 and results["processes"] == 1
+    assert results["sizes"]["steps"] == 100 and results["sizes"]["test_problems"] == 100
+    methods = results["targets"]["quadratic"]
+    assert set(methods) == NAMES
+    assert methods["hnn"]["params"] == 19 and methods["lstm"]["params"] == 5221
+    assert methods["adam"]["params"] is None
+    for name, entry in methods.items():
         final = entry["final_loss"]
         assert final["ci95"][0] <= final["mean"] <= final["ci95"][1]
         assert isinstance(final["median"], float)
         assert len(entry["curve"]) == 100
-    assert (out / "checkpoints" / "hnn.pt").exists()
+        assert ("paired_diff" in entry) == (name != "hnn")
+    checkpoint = out / "cells" / "hnn" / "seed-0.pt"
+    assert checkpoint.exists()
 
     # the checkpoint written by `reproduce` evaluates on its own
     ev = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(out / "checkpoints" / "hnn.pt"),
+    assert main(["evaluate", "--checkpoint", str(checkpoint),
                  "--problems", "10", "--out", str(ev), "--no-progress", "--device", "cpu"]) == 0
     assert json.loads((ev / "results.json").read_text())["optimizers"]["hnn"]["params"] == 19
+
+    # the run packs into pretrained weights with their manifest
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "phys_l2o.pretrained.pack", "--commit", "abc",
+                           "--into", str(packed), str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((packed / "manifest.json").read_text())["optimizers"]
+    assert set(manifest) == {"hnn-quadratic", "lstm-quadratic"}
+    entry = manifest["hnn-quadratic"]
+    assert entry["command"].endswith("--out runs/quadratic --device cpu --no-progress")
+    assert entry["test"]["quadratic"] == results["targets"]["quadratic"]["hnn"]["final_loss"]
+    assert entry["threads"] == 1 and entry["seed"] == 0 and entry["budget"] == "smoke"
+    optimizer, _ = load_checkpoint(packed / "hnn-quadratic.pt")
+    assert spec_of(optimizer) == entry["spec"]
 
 
 def run_cli(*args):
@@ -97,12 +117,12 @@ def test_reproduce_mnist_smoke_writes_both_tables(tmp_path):
     assert "Table A2" in md and "Table A3" in md and "| HNN | 55 |" in md
     assert "| LSTM | 5301 |" in md and "test split" in md
     results = json.loads((out / "results.json").read_text())
-    assert results["task"] == "mnist" and results["data"]["split"] == "test"
-    assert set(results["nets"]) == {"sigmoid", "relu"}
-    for net in results["nets"].values():
-        assert set(net["optimizers"]) == NAMES
-        assert len(net["optimizers"]["adam"]["curve"]) == 100
-    assert (out / "curves_sigmoid.png").exists() and (out / "curves_relu.png").exists()
+    assert results["sweep"] == "paper-mnist" and "test split" in results["data_notes"][0]
+    assert set(results["targets"]) == {"sigmoid", "relu"}
+    for methods in results["targets"].values():
+        assert set(methods) == NAMES
+        assert len(methods["adam"]["curve"]) == 100
+    assert (out / "curves-sigmoid.png").exists() and (out / "curves-relu.png").exists()
 
 
 SMOKE = ["--budget", "smoke", "--no-progress", "--device", "cpu"]

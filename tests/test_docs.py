@@ -26,7 +26,7 @@ FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 #: the packages and modules of ``phys_l2o`` that have a page in the API reference (and every
 #: module of a package has an entry); the package itself has one too (``docs/api/phys_l2o.md``)
 API_PAGES = ("registry", "optim", "pretrained", "physics", "integrators", "optimizers", "tasks",
-             "meta", "reporting", "presets", "reproduce", "seeding")
+             "meta", "reporting", "presets", "sweep", "parallel", "reproduce", "seeding")
 
 
 def python_blocks(page: str) -> list[str]:
@@ -204,3 +204,17 @@ def test_mkdocs_build_strict(tmp_path):
     assert "<td><code>tutorial-friction</code></td>" not in registry  # only the package's
     assert "<td><code>dopri5</code></td>" in registry
 
+
+
+def test_the_ablations_page_sweep_file_is_valid():
+    from phys_l2o.sweep import Sweep
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    (block,) = re.findall(r"^```toml\n(.*?)^```", (DOCS / "ablations.md").read_text(),
+                          re.S | re.M)
+    sweep = Sweep.from_dict(tomllib.loads(block))
+    assert [v.name for v in sweep.variants] == ["hnn (paper)", "PSD dissipation"]
+    assert len(sweep.cells([0, 1, 2])) == 8

@@ -3,6 +3,7 @@ resume after ``kill -9``, Ctrl-C, and runs that never trained."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -116,19 +117,25 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     assert out.is_file()
 
 
-def test_reproduce_and_evaluate_refuse_earlier_results_and_start_again_cleanly(tmp_path, capsys):
+def test_reproduce_reuses_its_own_run_and_starts_again_cleanly(tmp_path, capsys):
     out = tmp_path / "quad"
     args = ["reproduce", "quadratic", "--out", str(out), *FAST]
     assert main(args) == 0
-    before = (out / "results.json").read_bytes()
-    assert main(args) == 2
-    assert "--overwrite to start again or --resume" in capsys.readouterr().err
-    assert (out / "results.json").read_bytes() == before
-    assert not list((out / "checkpoints").glob("*.training.pt"))   # a finished run
-    (out / "curves_old.png").write_bytes(b"an earlier run's plot")
+    before = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+    assert main(args) == 0                              # the same run: every cell reused
+    assert "6 finished cells reused, 0 to run" in capsys.readouterr().out
+    again = json.loads((out / "results.json").read_text())
+    assert again["targets"] == before["targets"] and again["reused_cells"] == 6
+    assert not list((out / "cells").glob("*/*.training.pt"))   # a finished run
+    assert main([*args[:4], "--budget", "paper", "--no-progress"]) == 2  # another budget
+    assert "Pass --overwrite to start again" in capsys.readouterr().err
+    (out / "curves-old.png").write_bytes(b"an earlier run's plot")
+    (out / "notes.txt").write_text("the user's own file")
     assert main([*args, "--overwrite", "--seed", "1"]) == 0
-    assert not (out / "curves_old.png").exists()                    # no file of two runs
-    assert b'"seed": 1' in (out / "results.json").read_bytes()
+    assert not (out / "curves-old.png").exists()                    # no file of two runs
+    assert (out / "notes.txt").exists()                             # not a run's file
+    assert json.loads((out / "results.json").read_text())["seeds"] == [1]
 
     ev = tmp_path / "eval"
     ev_args = ["evaluate", "--optimizer", "adam", "--problems", "3", "--steps", "5",
@@ -146,11 +153,12 @@ def test_reproduce_resumes_an_interrupted_run(tmp_path):
     out = tmp_path / "quad"
     args = ["reproduce", "quadratic", "--out", str(out), *FAST]
     proc = cli(*args)
-    wait_for_epoch(out / "checkpoints" / "hnn.training.pt", 1, proc)
+    wait_for_epoch(out / "cells" / "hnn" / "seed-0.training.pt", 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "--resume" in err and "Traceback" not in err
-    resumed = cli(*args, "--resume")
+    assert proc.returncode == 130 and "continue with: phys-l2o reproduce" in err
+    assert "Traceback" not in err
+    resumed = cli(*args)
     assert resumed.wait(timeout=300) == 0, resumed.communicate()
     assert (out / "results.json").is_file()
-    assert not list((out / "checkpoints").glob("*.training.pt"))
+    assert not list((out / "cells").glob("*/*.training.pt"))

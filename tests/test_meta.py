@@ -12,6 +12,7 @@ from phys_l2o.meta import (
     evaluate,
     load_checkpoint,
     meta_train,
+    paired_difference,
     rollout,
     save_checkpoint,
     summarize,
@@ -142,6 +143,32 @@ def test_bootstrap_interval_and_summary():
     assert 2.5 < (hi - lo) / (hi4 - lo4) < 6
     summary = summarize(np.array([1.0, 2.0, np.inf]))
     assert summary["diverged"] == 1 and summary["median"] == 2.0
+
+
+def test_intervals_resample_the_seeds_too():
+    rng = np.random.default_rng(1)
+    problems = rng.exponential(size=100)
+    agree = np.stack([problems, problems * 1.01, problems * 0.99])
+    disagree = np.stack([problems, problems + 1.0, problems + 2.0])
+    lo, hi = bootstrap_ci(agree)
+    dlo, dhi = bootstrap_ci(disagree)
+    assert dlo < disagree.mean() < dhi
+    # seeds that disagree widen the interval beyond what the problems alone give
+    assert (dhi - dlo) > 2 * (hi - lo)
+    s = summarize(disagree)
+    assert s["seed_means"] == pytest.approx([problems.mean() + k for k in range(3)])
+    assert s["median"] == pytest.approx(np.median(problems + 1.0))
+    # one seed is the problems' bootstrap; a (problems,) array is one seed
+    assert bootstrap_ci(problems) == bootstrap_ci(problems[None])
+    # a paired difference shares the problems: a constant shift has a tight interval
+    diff = paired_difference(problems[None] + 0.5, problems)
+    assert diff["mean"] == pytest.approx(0.5)
+    assert diff["ci95"] == pytest.approx([0.5, 0.5])
+    # ... while the seeds of each method are resampled on their own
+    wide = paired_difference(disagree, problems)
+    assert wide["ci95"][0] < 1.0 < wide["ci95"][1] and wide["ci95"][1] - wide["ci95"][0] > 1
+    with pytest.raises(ValueError, match="same problems"):
+        paired_difference(agree, problems[:50])
 
 
 def test_checkpoint_roundtrip_and_errors(tmp_path):

@@ -148,11 +148,15 @@ class TorchdiffeqFlow(Flow):
 
 #: the torchdiffeq methods registered as flow maps.
 ODE_METHODS = ("euler", "midpoint", "heun3", "rk4", "bosh3", "dopri5", "dopri8")
+#: the adaptive ones: their step-size control depends on the data, which torch.compile cannot
+#: trace (``compilable = False``).
+ADAPTIVE_METHODS = ("bosh3", "dopri5", "dopri8")
 
 for _method in ODE_METHODS:
     _name = f"{_method.capitalize()}Flow"
     _cls = type(_name, (TorchdiffeqFlow,), {
-        "method": _method, "__module__": __name__, "__qualname__": _name,
+        "method": _method, "compilable": _method not in ADAPTIVE_METHODS,
+        "__module__": __name__, "__qualname__": _name,
         "__doc__": f"torchdiffeq's ``{_method}`` over ``[0, horizon]`` (see TorchdiffeqFlow)."})
     register("flow", _method)(_cls)
     globals()[_name] = _cls

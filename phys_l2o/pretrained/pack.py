@@ -2,8 +2,8 @@
 
     python -m phys_l2o.pretrained.pack --commit REV RUN_DIR [RUN_DIR ...]
 
-For each learned optimizer of each run (``checkpoints/<name>.pt``), writes
-``<name>-<task>.pt`` here (the spec and the best weights) and its manifest entry: the command
+For each learned optimizer of each run (its first meta-seed's ``cells/<name>/seed-<k>.pt``),
+writes ``<name>-<task>.pt`` here (the spec and the best weights) and its manifest entry: the command
 that made it (its data folder written ``DIR``, its output folder ``runs/<task>``), the commit,
 the torch threads it ran with, the seed and budget,
 the schedule, the validation loss, and its rows of the run's test tables.
@@ -34,35 +34,41 @@ def public_command(command: str, task: str) -> str:
 
 
 def test_rows(results: dict, name: str) -> dict[str, dict]:
-    """The optimizer's final-loss summary on each evaluation target of a run."""
-    if "optimizers" in results:
-        return {results["task"]: results["optimizers"][name]["final_loss"]}
-    return {f"{results['task']}-{net}": entry["optimizers"][name]["final_loss"]
-            for net, entry in results["nets"].items()}
+    """The optimizer's final-loss summary on each evaluation target of a run, keyed as
+    ``phys_l2o.presets.PAPER_RESULTS`` is."""
+    task = results["sweep"].removeprefix("paper-")
+    targets = results["targets"]
+    return {task if len(targets) == 1 else f"{task}-{label}": methods[name]["final_loss"]
+            for label, methods in targets.items()}
 
 
-def pack(run: Path, commit: str, threads: int | None, manifest: dict) -> None:
+def pack(run: Path, commit: str, threads: int | None, manifest: dict,
+         into: Path = HERE) -> None:
+    from ..sweep import slug
+
     results = json.loads((run / "results.json").read_text())
-    command = next((line.split("`")[1] for line in (run / "results.md").read_text().splitlines()
-                    if line.startswith("Command: `")), None)
-    for checkpoint in sorted((run / "checkpoints").glob("*.pt")):
-        optimizer, meta = load_checkpoint(checkpoint)
-        name = f"{checkpoint.stem}-{results['task']}"
-        record = results["meta_training"][checkpoint.stem]
+    task = results["sweep"].removeprefix("paper-")
+    first = next(iter(results["targets"].values()))
+    for method, entry in first.items():
+        if not entry.get("meta_training"):
+            continue  # a baseline
+        seed = entry["meta_training"][0]["seed"]
+        optimizer, meta = load_checkpoint(run / "cells" / slug(method) / f"seed-{seed}.pt")
+        name = f"{method}-{task}"
         entry = {
             "file": f"{name}.pt", "spec": optimizer.spec(), "params": optimizer.num_params(),
-            "task": results["task"],
-            "command": public_command(command, results["task"]) if command else None,
-            "commit": commit, "threads": threads, "seed": results["seed"],
-            "budget": results["budget"],
-            "torch": results["torch"], "compiled": results.get("compiled"),
-            "data": results.get("data"), "schedule": record["schedule"],
-            "best_epoch": record["best_epoch"], "validation_loss": record["best_validation"],
-            "test": test_rows(results, checkpoint.stem),
-            "test_problems": results["problems"], "steps": results["steps"],
+            "task": task,
+            "command": public_command(results["command"], task) if results.get("command")
+            else None,
+            "commit": commit, "threads": threads if threads is not None else results["threads"],
+            "seed": seed, "budget": results["budget"], "torch": results["torch"],
+            "data": results.get("data_notes"), "schedule": meta.get("schedule"),
+            "best_epoch": meta.get("best_epoch"), "validation_loss": meta.get("best_validation"),
+            "test": test_rows(results, method),
+            "test_problems": results["sizes"]["test_problems"], "steps": results["sizes"]["steps"],
         }
-        save_checkpoint(HERE / entry["file"], optimizer, pretrained=name, task=results["task"],
-                        commit=commit, seed=results["seed"], budget=results["budget"],
+        save_checkpoint(into / entry["file"], optimizer, pretrained=name, task=task,
+                        commit=commit, seed=seed, budget=results["budget"],
                         best_epoch=meta.get("best_epoch"),
                         best_validation=meta.get("best_validation"))
         manifest[name] = entry
@@ -75,12 +81,15 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+", help="output folders of `reproduce`")
     parser.add_argument("--commit", required=True, help="the commit the runs were made at")
     parser.add_argument("--threads", type=int, default=None,
-                        help="the torch threads the runs used (OMP_NUM_THREADS)")
+                        help="the torch threads the runs used (default: as their results.json "
+                             "records)")
+    parser.add_argument("--into", type=Path, default=HERE,
+                        help="the folder to write into (default: the package's)")
     args = parser.parse_args()
-    path = HERE / "manifest.json"
+    path = args.into / "manifest.json"
     document = json.loads(path.read_text()) if path.exists() else {"optimizers": {}}
     for run in args.runs:
-        pack(run, args.commit, args.threads, document["optimizers"])
+        pack(run, args.commit, args.threads, document["optimizers"], args.into)
     document["optimizers"] = dict(sorted(document["optimizers"].items()))
     path.write_text(json.dumps(document, indent=2) + "\n")
 

@@ -1,7 +1,9 @@
-"""Reporting: results.json, markdown tables and learning-curve plots."""
+"""Reporting: results.json, markdown tables and plots, from cell records (``report`` writes a
+sweep's reports)."""
 
-from .plots import plot_curves
-from .results import summarize_methods, write_json
-from .tables import method_table
+from .plots import plot_curves, plot_intervals
+from .results import method_entries, summarize_methods, write_json
+from .tables import matrix_table, method_table
 
-__all__ = ["method_table", "plot_curves", "summarize_methods", "write_json"]
+__all__ = ["matrix_table", "method_entries", "method_table", "plot_curves", "plot_intervals",
+           "summarize_methods", "write_json"]

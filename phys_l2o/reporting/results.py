@@ -1,11 +1,14 @@
-"""Turn evaluation curves into the machine-readable results (``results.json``)."""
+"""The machine-readable results (``results.json``): per method and target, from cell records."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from ..meta.checkpoint import atomic_write
 from ..meta.stats import finite_or_none, paired_difference, summarize
@@ -21,21 +24,71 @@ def _clean(value):
     return value
 
 
+def method_entries(records: Sequence[Mapping], label: str,
+                   reference: str | None = None) -> dict[str, dict]:
+    """Per method, its results on the target ``label`` from the cell records (one per
+    meta-seed of a learned optimizer, one for a baseline; see ``phys_l2o.sweep``).
+
+    Each entry: ``params``, ``seeds``, ``final_loss`` (mean over seeds and problems with its
+    hierarchical interval, median, ``seed_means``, ``diverged``), ``curve`` (mean loss per step
+    over seeds and problems), ``seconds`` (mean per cell), ``nfe``, ``diverged_training`` (seeds
+    whose meta-training diverged), ``meta_training`` (per seed: best epoch, best validation,
+    seconds) and, with a ``reference`` among the methods, ``paired_diff`` (this method minus the
+    reference on the same problems).
+    """
+    by_method: dict[str, list[Mapping]] = {}
+    for record in records:
+        if label in record["targets"]:
+            by_method.setdefault(record["method"], []).append(record)
+    finals = {m: np.stack([as_losses(r["targets"][label]["final"]) for r in rs])
+              for m, rs in by_method.items()}
+    out = {}
+    for method, rs in by_method.items():
+        entry = {"params": rs[0].get("params"), "seeds": len(rs),
+                 "final_loss": summarize(finals[method]),
+                 "curve": np.mean([as_losses(r["targets"][label]["curve"]) for r in rs],
+                                  axis=0).tolist(),
+                 "seconds": float(np.mean([r.get("seconds", 0.0) for r in rs])),
+                 "nfe": rs[0].get("nfe")}
+        trained = [r for r in rs if r.get("meta_training")]
+        if trained:
+            entry["diverged_training"] = sum(bool(r["meta_training"]["diverged"])
+                                             for r in trained)
+            entry["meta_training"] = [
+                {"seed": r["seed"], "best_epoch": r["meta_training"]["best_epoch"],
+                 "best_validation": r["meta_training"]["best_validation"],
+                 "seconds": r["meta_training"]["seconds"],
+                 "skipped_updates": r["meta_training"]["skipped_updates"]} for r in trained]
+        if reference in finals and method != reference:
+            entry["paired_diff"] = {**paired_difference(finals[method], finals[reference]),
+                                    "reference": reference}
+        out[method] = entry
+    return out
+
+
+def as_losses(values: Sequence) -> np.ndarray:
+    """Losses read back from JSON (where a diverged one is ``null``) as a float array."""
+    return np.array([math.inf if v is None else v for v in values], dtype=np.float64)
+
+
+def curve_record(method: str, losses, *, params: int | None = None, seconds: float = 0.0,
+                 label: str = "target") -> dict:
+    """A one-run record (the shape of a baseline cell's) from losses ``(problems, steps)``,
+    for ``method_entries``: how a single evaluation is reported."""
+    losses = losses.double().cpu()
+    return {"method": method, "seed": None, "params": params, "nfe": None, "seconds": seconds,
+            "targets": {label: {"final": losses[:, -1].tolist(),
+                                "curve": losses.mean(0).tolist()}}}
+
+
 def summarize_methods(runs: Mapping[str, dict], params: Mapping[str, int | None],
                       reference: str | None = "hnn") -> dict[str, dict]:
-    """Per method: ``params``, ``final_loss`` (mean, ci95, median), ``curve`` (mean per step),
-    ``seconds``, and the paired difference of the final loss to ``reference``."""
-    finals = {name: run["curves"][:, -1].double().numpy() for name, run in runs.items()}
-    out = {}
-    for name, run in runs.items():
-        curves = run["curves"].double().numpy()
-        entry = {"params": params.get(name), "final_loss": summarize(finals[name]),
-                 "curve": curves.mean(axis=0).tolist(), "seconds": run.get("seconds")}
-        if reference in finals and name != reference:
-            entry[f"paired_diff_vs_{reference}"] = paired_difference(finals[name],
-                                                                   finals[reference])
-        out[name] = entry
-    return out
+    """The entries of ``method_entries`` for the output of ``phys_l2o.compare`` (one run per
+    method on the same problems): ``params`` per method, the paired difference to
+    ``reference`` when it is among them."""
+    records = [curve_record(name, run["curves"], params=params.get(name),
+                            seconds=run.get("seconds", 0.0)) for name, run in runs.items()]
+    return method_entries(records, "target", reference)
 
 
 def provenance(command: str | None) -> dict:

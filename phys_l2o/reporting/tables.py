@@ -1,8 +1,8 @@
-"""Markdown tables in the layout of the paper's Tables A1-A3, with intervals and medians."""
+"""Markdown tables: one row per method, with intervals, medians and paired differences."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ..presets import METHOD_ORDER
 
@@ -16,34 +16,93 @@ def format_number(x: float | None) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.3e}"
 
 
-def ordered(names) -> list[str]:
-    known = [n for n in METHOD_ORDER if n in names]
-    return known + sorted(n for n in names if n not in METHOD_ORDER)
+def interval(entry: Mapping) -> str:
+    """``mean [low, high]`` of a summary or a paired difference."""
+    lo, hi = entry["ci95"]
+    if "median" in entry:  # a summary of losses, else a difference
+        return f"{format_number(entry['mean'])} [{format_number(lo)}, {format_number(hi)}]"
+    return f"{entry['mean']:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+
+
+def ordered(names, order: Sequence[str] | None = None) -> list[str]:
+    """``names`` in ``order`` (default: the paper's methods first), the others after."""
+    order = list(order) if order is not None else list(METHOD_ORDER)
+    known = [n for n in order if n in names]
+    return known + [n for n in names if n not in order]
+
+
+def display(name: str) -> str:
+    return NAMES.get(name, name)
 
 
 def method_table(methods: Mapping[str, dict], paper: Mapping[str, float] | None = None,
-                 reference: str = "hnn") -> str:
-    """One row per method: # params, final-loss mean [95% CI], median, paired difference to
-    ``reference``, and the paper's number when given."""
-    header = ["method", "# params", "final loss: mean [95% CI]", "median",
-              f"mean diff. to {NAMES.get(reference, reference)} [95% CI]"]
+                 reference: str | None = None, order: Sequence[str] | None = None) -> str:
+    """One row per method: # params, seeds, final loss mean [95% CI], median, the paired
+    difference to ``reference`` (default: the one the entries name), wall time and field
+    evaluations per step where any method has them, and the paper's number when ``paper`` is
+    given."""
+    names = ordered(methods, order)
+    if reference is None:  # the entries say which method their differences are to
+        reference = next((methods[n]["paired_diff"]["reference"] for n in names
+                          if "reference" in methods[n].get("paired_diff", {})), None)
+    many_seeds = any(methods[n].get("seeds", 1) > 1 for n in names)
+    has_nfe = any(methods[n].get("nfe") is not None for n in names)
+    has_time = any(methods[n].get("seconds") for n in names)
+    header = ["method", "# params"] + (["seeds"] if many_seeds else []) + \
+        ["final loss: mean [95% CI]", "median"]
+    if reference is not None:
+        header.append(f"diff. to {display(reference)} [95% CI]")
+    if has_time:
+        header.append("wall time (s)")
+    if has_nfe:
+        header.append("NFE")
     if paper:
         header.append("paper")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in ordered(methods):
+    for name in names:
         entry = methods[name]
         loss = entry["final_loss"]
-        lo, hi = loss["ci95"]
-        params = entry.get("params")
-        cells = [NAMES.get(name, name), "-" if params is None else str(params),
-                 f"{format_number(loss['mean'])} [{format_number(lo)}, {format_number(hi)}]",
-                 format_number(loss["median"])]
-        diff = entry.get(f"paired_diff_vs_{reference}")
-        cells.append("-" if diff is None else
-                     f"{diff['mean']:+.3g} [{diff['ci95'][0]:+.3g}, {diff['ci95'][1]:+.3g}]")
-        if paper:
-            cells.append(format_number(paper.get(name)) if name in paper else "-")
+        flag = " (training diverged)" if entry.get("diverged_training") else ""
+        cells = [display(name) + flag,
+                 "-" if entry.get("params") is None else str(entry["params"])]
+        if many_seeds:
+            cells.append(str(entry.get("seeds", 1)))
+        cells += [interval(loss), format_number(loss["median"])]
         if loss.get("diverged"):
-            cells[2] += f" ({loss['diverged']} diverged)"
+            cells[-2] += f" ({loss['diverged']} diverged)"
+        if reference is not None:
+            diff = entry.get("paired_diff")
+            cells.append("-" if diff is None else interval(diff))
+        if has_time:
+            cells.append(f"{entry.get('seconds') or 0:.1f}")
+        if has_nfe:
+            cells.append("-" if entry.get("nfe") is None else str(entry["nfe"]))
+        if paper:
+            cells.append(format_number(paper[name]) if name in paper else "-")
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def matrix_table(targets: Mapping[str, Mapping[str, dict]],
+                 order: Sequence[str] | None = None) -> str:
+    """Methods as rows, targets as columns, mean final loss [95% CI] in the cells."""
+    labels = list(targets)
+    names = ordered(list(dict.fromkeys(m for t in targets.values() for m in t)), order)
+    lines = ["| method | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for name in names:
+        cells = [interval(targets[label][name]["final_loss"]) if name in targets[label]
+                 else "-" for label in labels]
+        lines.append(f"| {display(name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def training_table(methods: Mapping[str, dict], order: Sequence[str] | None = None) -> str:
+    """Per learned method: each seed's best epoch and validation loss, and its time."""
+    lines = ["| method | seed | best epoch | best validation | skipped updates | "
+             "meta-training (s) |", "|---|---|---|---|---|---|"]
+    for name in ordered(methods, order):
+        for row in methods[name].get("meta_training", []):
+            lines.append(f"| {display(name)} | {row['seed']} | {row['best_epoch']} | "
+                         f"{format_number(row['best_validation'])} | {row['skipped_updates']} | "
+                         f"{row['seconds']:.0f} |")
     return "\n".join(lines)

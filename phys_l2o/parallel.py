@@ -1,0 +1,155 @@
+"""Processes and threads: the thread policy, and the ranks of a run started by ``torchrun``.
+
+**Threads.** A learned optimizer's step is many small per-coordinate operations. With torch's
+default of one intra-op thread per core, such steps wait on each other as soon as another
+process uses a core: one MNIST meta-training trajectory takes about 0.4 s on an idle 2-core
+machine and about 20 s while another process keeps one core busy. So every phys-l2o process
+sets its threads itself: ``DEFAULT_THREADS`` (one) per process, never more than the cores it
+may use divided by the processes of its machine (``LOCAL_WORLD_SIZE`` under ``torchrun``).
+On an idle machine a second thread gains at most about 15% on these workloads
+(``benchmarks/``), which is why the default stays at one; ``--threads N`` overrides it.
+
+**Ranks.** ``torchrun --nproc-per-node N --no-python phys-l2o sweep ...`` starts N processes
+(and more machines join through torchrun's rendezvous); ``distributed()`` joins them into one
+process group: gloo on CPU, NCCL (plus gloo for Python objects) on GPUs, each rank on the GPU of
+its local rank.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+#: intra-op threads per process unless ``--threads`` says otherwise.
+DEFAULT_THREADS = 1
+#: how long a rank waits for the others at a collective (a sweep's ranks meet at the end).
+TIMEOUT = datetime.timedelta(days=7)
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def local_processes() -> int:
+    """Processes of this run on this machine (``LOCAL_WORLD_SIZE`` under torchrun, else 1)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def policy_threads(requested: int | None = None) -> int:
+    """The intra-op threads of this process: ``requested``, else ``DEFAULT_THREADS`` capped at
+    this process's share of the cores."""
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(f"threads must be a positive integer, got {requested!r}")
+        return requested
+    return max(1, min(DEFAULT_THREADS, available_cores() // local_processes()))
+
+
+@contextmanager
+def thread_policy(requested: int | None = None) -> Iterator[int]:
+    """Apply the thread policy (``configure_threads``) for the duration of a block, then give
+    the caller's intra-op thread count back; yields the count."""
+    before = torch.get_num_threads()
+    try:
+        yield configure_threads(requested)
+    finally:
+        torch.set_num_threads(before)
+
+
+def configure_threads(requested: int | None = None) -> int:
+    """Apply the thread policy to this process (``torch.set_num_threads``); returns the count.
+
+    Inter-op threads are set to the same count when torch still allows it (before its first
+    parallel work)."""
+    threads = policy_threads(requested)
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # already set, or parallel work has started: leave it
+        pass
+    return threads
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands in a (possibly one-process) run."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes the reports."""
+        return self.rank == 0
+
+    def mine(self, index: int) -> bool:
+        """Whether the work item ``index`` (of a list every rank builds the same) is this
+        rank's: items are dealt round-robin."""
+        return index % self.world == self.rank
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def distributed(device: torch.device) -> tuple[Ranks, torch.device]:
+    """Join the process group of a ``torchrun`` launch (a no-op for one process).
+
+    Returns this process's ranks and its device: under torchrun on CUDA, the GPU of its local
+    rank. Call ``finish()`` at the end."""
+    if not launched_by_torchrun():
+        return Ranks(), device
+    import torch.distributed as dist
+
+    ranks = Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                  int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        if torch.cuda.device_count() <= ranks.local_rank:
+            raise ValueError(f"local rank {ranks.local_rank} has no GPU of its own "
+                             f"({torch.cuda.device_count()} visible); start at most that many "
+                             "processes per machine (--nproc-per-node)")
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+        backend = "cpu:gloo,cuda:nccl"
+    else:
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, timeout=TIMEOUT)
+    return ranks, device
+
+
+def gather(value: object, ranks: Ranks) -> list[object] | None:
+    """Every rank's ``value`` on rank 0 (a list in rank order), ``None`` on the others."""
+    if ranks.world == 1:
+        return [value]
+    import torch.distributed as dist
+
+    out = [None] * ranks.world if ranks.main else None
+    dist.gather_object(value, out, dst=0)
+    return out
+
+
+def barrier(ranks: Ranks) -> None:
+    if ranks.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def finish() -> None:
+    """Leave the process group, if one was joined."""
+    if launched_by_torchrun():
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
