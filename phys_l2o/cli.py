@@ -78,7 +78,9 @@ def add_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="run the learned optimizers' step through torch.compile (1.3-2.5x "
                         "faster on MNIST, seconds of compilation per shape; needs a C++ compiler). "
-                        "Default: on for the paper budget when a compiler is found")
+                        "Default: on for the paper budget (a sweep: for cells of at least 200 "
+                        "meta-training trajectories) when a compiler is found and the optimizer "
+                        "can be compiled")
 
 
 def add_again(p: argparse.ArgumentParser, exists: str, resume: str | None) -> None:

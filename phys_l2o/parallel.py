@@ -6,8 +6,10 @@ process uses a core: one MNIST meta-training trajectory takes about 0.4 s on an 
 machine and about 20 s while another process keeps one core busy. So every phys-l2o process
 sets its threads itself: ``DEFAULT_THREADS`` (one) per process, never more than the cores it
 may use divided by the processes of its machine (``LOCAL_WORLD_SIZE`` under ``torchrun``).
-On an idle machine a second thread gains at most about 15% on these workloads
-(``benchmarks/``), which is why the default stays at one; ``--threads N`` overrides it.
+``benchmarks/bench_threads.py`` measures the trade: the MNIST smoke reproduction on 2 cores
+takes 74 s with one thread and 46 s with two on an idle machine, but 77 s and 127 s while
+another process keeps a core busy. ``--threads N`` overrides the default where the machine is
+known to be idle.
 
 **Ranks.** ``torchrun --nproc-per-node N --no-python phys-l2o sweep ...`` starts N processes
 (and more machines join through torchrun's rendezvous); ``distributed()`` joins them into one

@@ -394,11 +394,10 @@ class Plan:
 
     def schedule(self, variant: Variant):
         from .meta import Schedule
+        from .presets import DEFAULT_META
 
         fields = {k: self.sizes[k] for k in SCHEDULE_FIELDS if k in self.sizes}
-        fields.setdefault("unroll", 15)
-        fields.setdefault("meta_lr", 0.01)
-        return Schedule(**{**fields, **variant.settings})
+        return Schedule(**{**fields, **DEFAULT_META, **variant.settings})
 
     def cell_path(self, cell: Cell, suffix: str) -> Path:
         return self.out / "cells" / f"{cell.stem()}{suffix}"
@@ -667,6 +666,12 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
     from .seeding import resolve_device
 
     sweep = plan.sweep
+    if compile:
+        blocked = {v.name: pieces for v in sweep.variants
+                   if (pieces := build(v.optimizer, "optimizer").uncompilable_pieces())}
+        if blocked:
+            raise SweepError(f"--compile: these variants cannot be compiled: {blocked}; leave "
+                             "--compile out (the default compiles the variants that can be)")
     ranks, device = parallel.distributed(resolve_device(device))
     try:
         mode = check_folder(plan, overwrite)
@@ -682,7 +687,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         parallel.barrier(ranks)  # every rank has read the same finished cells
         mine = [c for i, c in enumerate(todo) if ranks.mine(i)]
         info = provenance(command)
-        versions = {k: info[k] for k in ("version", "commit", "torch")}
+        versions = {k: info[k] for k in ("version", "commit", "dirty", "torch")}
         runner = Runner(plan, device=device, data_root=data_root, compile=compile,
                         threads=count, versions=versions) if mine or ranks.main else None
         if runner is not None and ranks.main:
@@ -691,8 +696,8 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         if ranks.main:
             where = f" on {ranks.world} processes" if ranks.world > 1 else ""
             print(f"sweep {sweep.name!r}, budget {plan.budget!r}: {len(cells)} cells "
-                  f"({len(sweep.variants)} variants x {len(plan.seeds)} seeds, "
-                  f"{len(sweep.baselines())} baselines); {reused} finished cells reused, "
+                  f"({len(sweep.variants)} variants x {plural(len(plan.seeds), 'seed')}, "
+                  f"{plural(len(sweep.baselines()), 'baseline')}); {reused} finished cells reused, "
                   f"{len(todo)} to run{where}; {count} thread(s) per process")
         from tqdm.auto import tqdm
 
@@ -729,6 +734,10 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         return write_reports(plan, [done[c] for c in cells], meta)
     finally:
         parallel.finish()
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def log_line(plan: Plan, cell: Cell, record: dict) -> None:

@@ -40,7 +40,7 @@ def test_run_all_writes_every_ablation(tmp_path):
                     "normalization off", "LSTM"):
         assert f"| {variant} | " in pieces
     integrators = (out / "integrators-quadratic" / "results.md").read_text()
-    assert "gradient state: dopri5" in integrators and "parameter state" in integrators
+    assert "gradient state: midpoint" in integrators and "parameter state" in integrators
     if mnist:
         transfer = (out / "transfer-mnist" / "results.md").read_text()
         assert "| method | sigmoid-20 | relu-20 | tanh-20 | sigmoid-40 | relu-40 | tanh-40 |" \

@@ -76,6 +76,9 @@ SWEEPS = {
     "sweep-variant.toml": SWEEP + "epoch = 3\n",
     "sweep-reference.toml": 'reference = "adam"\n' + SWEEP,
     "sweep-baseline.toml": SWEEP.replace('type = "sgd", lr = 0.01', 'type = "sgd", lr = -1'),
+    "sweep-scalar.toml": SWEEP.replace('{ type = "hnn" }', '{ type = "hnn", field = { type = '
+                                        '"port-hamiltonian", potential = "scalar-potential-mlp" '
+                                        '} }'),
     "sweep.toml": SWEEP,
 }
 
@@ -149,6 +152,7 @@ CLI_CASES = [
     (["sweep", f"{W}/sweep.toml", "--out", f"{W}/earlier-sweep"], "holds a run of another sweep"),
     (["sweep", f"{W}/sweep.toml", "--out", f"{W}/a-file"], "is a file, not a folder"),
     (["sweep", f"{W}/sweep.toml", "--device", "tpu"], "invalid choice"),
+    (["sweep", f"{W}/sweep-scalar.toml", "--compile"], "cannot be compiled"),
     (["reproduce", "quadratic", "--seed", "-1", "--out", f"{W}/new-run"],
      "expected an integer >= 0"),
     (["reproduce", "quadratic", "--device", "tpu"], "invalid choice"),

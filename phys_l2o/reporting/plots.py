@@ -18,18 +18,33 @@ from .tables import display, ordered  # noqa: E402
 
 def plot_curves(path: str | os.PathLike, methods: Mapping[str, dict], title: str,
                 order: Sequence[str] | None = None) -> None:
-    """Save a log-scale plot of each method's mean loss per step to ``path`` (PNG)."""
+    """Save a log-scale plot of each method's mean loss per step to ``path`` (PNG).
+
+    The axis stops at 100 times the largest first-step loss: a method whose mean blows up
+    beyond it leaves the plot at its top and is marked *(off the chart)* in the legend."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    firsts = [methods[n]["curve"][0] for n in methods
+              if methods[n]["curve"] and methods[n]["curve"][0] is not None
+              and math.isfinite(methods[n]["curve"][0])]
+    top = 100 * max(firsts) if firsts else math.inf
+    clipped = False
     for name in ordered(methods, order):
         curve = methods[name]["curve"]
         style = "-" if methods[name].get("params") else "--"
-        ax.plot(range(1, len(curve) + 1), curve, style, label=display(name), linewidth=1.6)
+        off = any(v is None or not math.isfinite(v) or v > top for v in curve)
+        clipped |= off
+        ax.plot(range(1, len(curve) + 1), curve, style, linewidth=1.6,
+                label=display(name) + (" (off the chart)" if off else ""))
     ax.set_yscale("log")
+    if clipped:
+        lows = [v for n in methods for v in methods[n]["curve"]
+                if v is not None and math.isfinite(v) and v > 0]
+        ax.set_ylim(min(lows) / 2 if lows else None, top)
     ax.set_xlabel("optimizee step")
     ax.set_ylabel("mean loss over test problems")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8 if len(methods) > 8 else None)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
@@ -46,14 +61,28 @@ def plot_intervals(path: str | os.PathLike, targets: Mapping[str, Mapping[str, d
     for ax, label in zip(axes[0], labels):
         methods = targets[label]
         names = ordered(methods, order)[::-1]
-        for y, name in enumerate(names):
-            loss = methods[name]["final_loss"]
+        finite = [(y, methods[n]) for y, n in enumerate(names)
+                  if all(v is not None and math.isfinite(v) for v in
+                         (methods[n]["final_loss"]["mean"], *methods[n]["final_loss"]["ci95"]))]
+        # a run that blew up would squash every other interval: the axis stops at 100x the
+        # median of the means, and what lies beyond is marked at its edge with its value
+        means = sorted(e["final_loss"]["mean"] for _, e in finite)
+        right = 100 * means[len(means) // 2] if means else 1.0
+        for y, entry in finite:
+            loss = entry["final_loss"]
             mean, (lo, hi) = loss["mean"], loss["ci95"]
-            if all(v is not None and math.isfinite(v) for v in (mean, lo, hi)):
-                ax.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], fmt="o", capsize=3,
-                            color="C0" if methods[name].get("params") else "C7")
+            color = "C0" if entry.get("params") else "C7"
+            if mean > right:
+                ax.plot(right, y, ">", color=color)
+                ax.annotate(f"{mean:.2g}", (right, y), xytext=(-4, 6),
+                            textcoords="offset points", ha="right", fontsize=7)
+                continue
+            ax.errorbar(mean, y, xerr=[[mean - lo], [min(hi, right) - mean]], fmt="o",
+                        capsize=3, color=color)
         ax.set_yticks(range(len(names)), [display(n) for n in names])
         ax.set_xscale("log")
+        if means:
+            ax.set_xlim(min(e["final_loss"]["ci95"][0] for _, e in finite) / 1.5, right * 1.5)
         ax.set_xlabel("final loss (mean, 95% interval)")
         ax.set_title(label)
         ax.grid(True, axis="x", which="both", alpha=0.3)

@@ -31,7 +31,8 @@ def write_reports(plan: Plan, records: list[dict], meta: dict[str, Any]) -> dict
     order = method_order(plan)
     targets = {t.label: method_entries(records, t.label, sweep.reference)
                for t in sweep.targets}
-    report = {**meta, "sweep": sweep.name, "title": sweep.title,
+    report = {**meta, "cell_seconds": sum(r.get("seconds", 0.0) for r in records),
+              "sweep": sweep.name, "title": sweep.title,
               "reference": sweep.reference, "test_seed": sweep.test_seed,
               "confidence_interval": METHOD,
               "target_titles": {t.label: t.title or t.label for t in sweep.targets},
@@ -56,9 +57,9 @@ def protocol(plan: Plan, report: dict) -> str:
             f"{', '.join(map(str, seeds))}; every method on the same {sizes['test_problems']} "
             f"test problems per target (test seed {report['test_seed']}), {sizes['steps']} "
             f"steps. Device {report['device']}, {report['processes']} process(es) of "
-            f"{report['threads']} thread(s), torch {report['torch']}; "
-            f"{report['seconds']:.0f} s for this run ({report['reused_cells']} cells reused "
-            "from an earlier run).")
+            f"{report['threads']} thread(s), torch {report['torch']}. The cells took "
+            f"{report['cell_seconds']:.0f} s in all; this run took {report['seconds']:.0f} s and "
+            f"reused {report['reused_cells']} cells of an earlier one.")
 
 
 def markdown(plan: Plan, report: dict, order: list[str]) -> str:

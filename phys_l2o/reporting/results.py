@@ -93,21 +93,25 @@ def summarize_methods(runs: Mapping[str, dict], params: Mapping[str, int | None]
 
 def provenance(command: str | None) -> dict:
     """Where results come from: the command line, the version of phys-l2o, the commit of its
-    source tree when it is a git checkout (else ``None``), and torch's version."""
+    source tree when it is a git checkout (else ``None``) and whether that tree had
+    uncommitted changes (``dirty``), and torch's version."""
     import subprocess
 
     import torch
 
     from .. import __version__
 
-    commit = None
+    commit, dirty = None, None
+    here = Path(__file__).parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5,
-                                check=True).stdout.strip() or None
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    cwd=here, capture_output=True, text=True, timeout=5,
+                                    check=True).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"command": command, "version": __version__, "commit": commit,
+    return {"command": command, "version": __version__, "commit": commit, "dirty": dirty,
             "torch": str(torch.__version__)}
 
 
