@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 # light imports only: `phys-l2o --help` answers without loading torch; the commands import
 # the library when they run
+from .checks import check_output_dir
 from .presets import BUDGETS, PAPER_BASELINES, PAPER_TASKS, STEPS
 from .registry import Spec, as_spec, build, load_toml, lookup, registered
 
@@ -251,19 +251,6 @@ def check_output_file(path: Path) -> None:
     check_output_dir(path.parent, what=f"the folder of --out {path}")
 
 
-def check_output_dir(path: Path, what: str | None = None) -> None:
-    """``path`` is a folder that can be written, or can be made in one (it is made when the
-    first result is written, so a command that fails leaves no empty folder behind)."""
-    what = what or f"--out {path}"
-    for existing in (path, *path.parents):
-        if existing.exists():
-            break
-    if not existing.is_dir():
-        raise UsageError(f"{what}: {existing} is a file, not a folder; choose another path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{what}: {existing} is not writable; choose another path")
-
-
 def training_state_path(out: Path) -> Path:
     """Where `train --out X.pt` keeps its training state while it runs: X.training.pt."""
     return out.with_name(f"{out.stem}.training{out.suffix or '.pt'}")
@@ -293,7 +280,6 @@ def interrupted(error: MetaTrainingInterrupted, argv: list[str]) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
-    from .meta import MetaTrainingInterrupted
     from .sweep import load_sweep, run_sweep
 
     sweep = load_sweep(args.file)
@@ -302,11 +288,10 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         sweep, args.budget, out=args.out, seeds=args.seeds, device=args.device,
         threads=args.threads, data_root=args.data_root, compile=args.compile,
         overwrite=args.overwrite, progress=not args.no_progress,
-        command="phys-l2o " + shlex.join(argv)), MetaTrainingInterrupted)
+        command="phys-l2o " + shlex.join(argv)))
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
-    from .meta import MetaTrainingInterrupted
     from .reproduce import reproduce
 
     args.out = args.out or Path("runs") / args.task
@@ -314,17 +299,17 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         args.task, args.budget, out=args.out, seed=args.seed, seeds=args.seeds,
         device=args.device, progress=not args.no_progress, meta_batch=args.meta_batch,
         data_root=args.data_root, compile=args.compile, threads=args.threads,
-        command="phys-l2o " + shlex.join(argv), overwrite=args.overwrite),
-        MetaTrainingInterrupted)
+        command="phys-l2o " + shlex.join(argv), overwrite=args.overwrite))
 
 
-def run_and_report(args: argparse.Namespace, argv: list[str], run, interruption) -> int:
-    """Run a sweep (``run()``), print its table (rank 0), and turn Ctrl-C into one line that
-    says how to continue."""
-    check_output_dir(args.out)
+def run_and_report(args: argparse.Namespace, argv: list[str], run) -> int:
+    """Run a sweep (``run()``, which checks ``--out`` before any work), print its table
+    (rank 0), and turn Ctrl-C into one line that says how to continue."""
+    from .meta import MetaTrainingInterrupted
+
     try:
         results = run()
-    except interruption:
+    except MetaTrainingInterrupted:
         command = shlex.join(["phys-l2o", *[a for a in argv if a != "--overwrite"]])
         print(f"phys-l2o: interrupted; the finished cells and the training state of the cell in "
               f"progress are in {args.out}; continue with: {command}", file=sys.stderr)

@@ -5,27 +5,22 @@ with their learning rates, and the published numbers (Tables A1-A3).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-from .registry import Spec, lookup
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .registry import Spec, load_toml, lookup
 
 #: the paper's experiments, as sweep files of the package (``phys-l2o reproduce TASK`` runs
 #: ``sweeps/paper-TASK.toml``); everything below is read from them.
 PAPER_SWEEP_FILES: dict[str, Path] = {
     task: Path(__file__).resolve().parent / "sweeps" / f"paper-{task}.toml"
     for task in ("quadratic", "mnist")}
-_PAPER = {task: tomllib.loads(path.read_text()) for task, path in PAPER_SWEEP_FILES.items()}
+_PAPER = {task: load_toml(path) for task, path in PAPER_SWEEP_FILES.items()}
 
 
-def _key(task: str, label: str) -> str:
-    """A target's key: the task's name for its only target, else ``task-label``."""
+def target_key(task: str, label: str) -> str:
+    """The key of the paper sweep ``task``'s target ``label`` in ``PAPER_BASELINES`` and
+    ``PAPER_RESULTS``: the task's name for its only target, else ``task-label``."""
     return task if len(_PAPER[task]["targets"]) == 1 else f"{task}-{label}"
 
 
@@ -38,7 +33,7 @@ PAPER_LEARNED: dict[str, dict[str, dict[str, Any]]] = {
 #: the task each experiment meta-trains on, and its evaluation targets (by key).
 PAPER_TASKS: dict[str, dict[str, Any]] = {
     task: {"train": sweep["train"],
-           "targets": {_key(task, label): t["task"] for label, t in sweep["targets"].items()}}
+           "targets": {target_key(task, label): t["task"] for label, t in sweep["targets"].items()}}
     for task, sweep in _PAPER.items()}
 
 #: schedule sizes per task and budget (everything else comes from PAPER_LEARNED).
@@ -58,12 +53,12 @@ TEST_PROBLEMS: dict[str, dict[str, int]] = {
 
 #: the hand-designed baselines with the paper's learning rates, per evaluation target.
 PAPER_BASELINES: dict[str, dict[str, Spec]] = {
-    _key(task, label): t["baselines"]
+    target_key(task, label): t["baselines"]
     for task, sweep in _PAPER.items() for label, t in sweep["targets"].items()}
 
 #: the paper's reported mean final losses (its "best loss"), per evaluation target.
 PAPER_RESULTS: dict[str, dict[str, float]] = {
-    _key(task, label): t["paper"]
+    target_key(task, label): t["paper"]
     for task, sweep in _PAPER.items() for label, t in sweep["targets"].items()}
 
 #: the paper's field as a spec (``paper_field`` builds the same modules); its width comes from

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checks import positive_int
+from .checks import check_output_dir, positive_int
 from .registry import Spec, as_spec, build, load_toml, lookup, plain_data
 
 #: the format written into a sweep's ``sweep.json`` and every cell record.
@@ -446,8 +446,6 @@ def check_folder(plan: Plan, overwrite: bool = False) -> str:
         SweepError: the folder holds another sweep's run, or files of an unknown run, and
             ``overwrite`` was not given; or it is not a writable folder.
     """
-    from .cli import check_output_dir
-
     check_output_dir(plan.out)
     earlier = earlier_files(plan.out) if plan.out.is_dir() else []
     if not earlier:
@@ -507,13 +505,6 @@ def write_cell(plan: Plan, cell: Cell, record: dict) -> None:
     write_json(path, record)
 
 
-def _finals(losses: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-problem final losses and the mean curve, as lists (non-finite become ``None`` in
-    JSON; they are read back as ``inf``)."""
-    losses = losses.double().cpu()
-    return losses[:, -1].tolist(), losses.mean(0).tolist()
-
-
 class Runner:
     """Runs the cells of a plan in this process: builds the tasks and the shared test problems
     once, then meta-trains and evaluates one cell at a time."""
@@ -558,15 +549,14 @@ class Runner:
 
     def evaluate_all(self, optimizer, labels) -> dict[str, dict]:
         from .meta import evaluate
+        from .reporting.results import losses_record
 
         out = {}
         for label in labels:
             begin = time.perf_counter()
             losses = evaluate(optimizer, self.tasks[label], self.problems[label],
                               self.plan.sizes["steps"])
-            final, curve = _finals(losses)
-            out[label] = {"final": final, "curve": curve,
-                          "seconds": time.perf_counter() - begin}
+            out[label] = {**losses_record(losses), "seconds": time.perf_counter() - begin}
         return out
 
     def run_baseline(self, cell: Cell) -> dict:

@@ -51,9 +51,6 @@ def _interval(matrices: list[np.ndarray], signs: list[float], level: float) -> t
     if not factors:
         return point, point
 
-    def cols_batch(chosen: dict) -> int:
-        return max(i.shape[0] for i in chosen.values())
-
     def statistic(*indices: np.ndarray, axis: int = -1) -> np.ndarray:
         # each index sample is (n,) (the point estimate) or (batch, n) (resamples)
         batch = max([i.shape[0] for i in indices if i.ndim == 2], default=None)
@@ -62,7 +59,7 @@ def _interval(matrices: list[np.ndarray], signs: list[float], level: float) -> t
         total = 0.0
         for k, (m, s) in enumerate(zip(matrices, signs)):
             if cols is None:  # one problem
-                per_seed = np.broadcast_to(m.mean(axis=1), (cols_batch(chosen), m.shape[0]))
+                per_seed = np.broadcast_to(m.mean(axis=1), (batch or 1, m.shape[0]))
             else:  # (seeds, batch, problems) -> (batch, seeds)
                 per_seed = m[:, cols].mean(axis=-1).T
             rows = chosen.get(k)

@@ -17,6 +17,7 @@ import shlex
 from pathlib import Path
 
 from ..meta.checkpoint import load_checkpoint, save_checkpoint
+from ..presets import target_key
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,9 +38,8 @@ def test_rows(results: dict, name: str) -> dict[str, dict]:
     """The optimizer's final-loss summary on each evaluation target of a run, keyed as
     ``phys_l2o.presets.PAPER_RESULTS`` is."""
     task = results["sweep"].removeprefix("paper-")
-    targets = results["targets"]
-    return {task if len(targets) == 1 else f"{task}-{label}": methods[name]["final_loss"]
-            for label, methods in targets.items()}
+    return {target_key(task, label): methods[name]["final_loss"]
+            for label, methods in results["targets"].items()}
 
 
 def pack(run: Path, commit: str, threads: int | None, manifest: dict,

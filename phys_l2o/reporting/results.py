@@ -71,14 +71,20 @@ def as_losses(values: Sequence) -> np.ndarray:
     return np.array([math.inf if v is None else v for v in values], dtype=np.float64)
 
 
+def losses_record(losses) -> dict[str, list[float]]:
+    """Losses ``(problems, steps)`` as a cell record keeps them: each problem's ``final`` loss
+    and the mean ``curve`` (a non-finite loss becomes ``null`` in JSON and is read back as
+    ``inf``)."""
+    losses = losses.double().cpu()
+    return {"final": losses[:, -1].tolist(), "curve": losses.mean(0).tolist()}
+
+
 def curve_record(method: str, losses, *, params: int | None = None, seconds: float = 0.0,
                  label: str = "target") -> dict:
     """A one-run record (the shape of a baseline cell's) from losses ``(problems, steps)``,
     for ``method_entries``: how a single evaluation is reported."""
-    losses = losses.double().cpu()
     return {"method": method, "seed": None, "params": params, "nfe": None, "seconds": seconds,
-            "targets": {label: {"final": losses[:, -1].tolist(),
-                                "curve": losses.mean(0).tolist()}}}
+            "targets": {label: losses_record(losses)}}
 
 
 def summarize_methods(runs: Mapping[str, dict], params: Mapping[str, int | None],
