@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 # the library when they run
 from .checks import check_output_dir
 from .presets import BUDGETS, PAPER_BASELINES, PAPER_TASKS, STEPS
+from .protocols import PROTOCOLS, variant_under
 from .registry import Spec, as_spec, build, load_toml, lookup, registered
 
 if TYPE_CHECKING:
@@ -83,6 +84,33 @@ def add_compile(p: argparse.ArgumentParser) -> None:
                         "can be compiled")
 
 
+def method_count(text: str) -> tuple[str, int]:
+    """``METHOD=N`` (N >= 1)."""
+    method, sep, count = text.rpartition("=")
+    if not sep or not method:
+        raise argparse.ArgumentTypeError(f"expected METHOD=N, got {text!r}")
+    return method, positive_int(count)
+
+
+def add_max_seeds(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-seeds", type=method_count, action="append", default=[],
+                   metavar="METHOD=N",
+                   help="run only the first N of the seeds for this learned optimizer (a costly "
+                        "one, e.g. lstm=1); repeatable. A later run with a larger N adds its "
+                        "cells")
+
+
+def add_protocol(p: argparse.ArgumentParser, evaluation: bool = True) -> None:
+    p.add_argument("--protocol", choices=PROTOCOLS, default="corrected",
+                   help="corrected (default): this project's protocol; reference: the original "
+                        "code's (D1: the MNIST HNN's q_dot cut from the meta-gradient, D3: the "
+                        "truncation window before each update, D5: validation on the test pool, "
+                        "D6: the quadratic LSTM's aliased input"
+                        + ("; D4: the loss before the last update reported, the LSTM evaluated "
+                           "at out_mul 1.0)" if evaluation else
+                           "; its evaluation differences belong to reproduce and sweep)"))
+
+
 def add_again(p: argparse.ArgumentParser, exists: str, resume: str | None) -> None:
     """--overwrite and (where a run can be continued) --resume."""
     again = p.add_mutually_exclusive_group()
@@ -121,12 +149,15 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                      help="paper (default): the paper's schedule; smoke: a tiny schedule that "
                           "checks the pipeline in under a minute")
     rep.add_argument("--out", type=Path, default=None,
-                     help="output folder (default runs/<task>)")
+                     help="output folder (default runs/<task>, runs/<task>-reference for "
+                          "--protocol reference)")
     rep.add_argument("--seeds", type=positive_int, default=1,
                      help="meta-training seeds per learned optimizer, from --seed on "
                           "(default 1)")
     rep.add_argument("--meta-batch", type=positive_int, default=None,
                      help="problems per meta-training trajectory (default: the paper's 1)")
+    add_protocol(rep)
+    add_max_seeds(rep)
     add_again(rep, "the output folder holds another run's results", None)
     add_compile(rep)
     add_common(rep)
@@ -145,7 +176,10 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     sw.add_argument("--seeds", type=positive_int, default=None,
                     help="meta-training seeds 0..N-1 (default: the budget's)")
     sw.add_argument("--out", type=Path, default=None,
-                    help="output folder (default runs/<sweep name>)")
+                    help="output folder (default runs/<sweep name>, with -reference for "
+                         "--protocol reference)")
+    add_protocol(sw)
+    add_max_seeds(sw)
     add_again(sw, "--out holds a run of another sweep or budget", None)
     add_compile(sw)
     add_common(sw, seed=False)
@@ -171,6 +205,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
         tr.add_argument(f"--{name}", type=positive_int, default=None)
     tr.add_argument("--meta-lr", type=positive_float, default=None)
     tr.add_argument("--out-mul", type=positive_float, default=None)
+    add_protocol(tr, evaluation=False)
     add_again(tr, "--out (or its training state) exists",
               "continue the run whose training state is beside --out (X.training.pt; same "
               "options, --epochs may grow)")
@@ -283,23 +318,30 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from .sweep import load_sweep, run_sweep
 
     sweep = load_sweep(args.file)
-    args.out = args.out or Path("runs") / sweep.name
+    args.out = args.out or default_out(sweep.name, args.protocol)
     return run_and_report(args, argv, lambda: run_sweep(
         sweep, args.budget, out=args.out, seeds=args.seeds, device=args.device,
         threads=args.threads, data_root=args.data_root, compile=args.compile,
         overwrite=args.overwrite, progress=not args.no_progress,
-        command="phys-l2o " + shlex.join(argv)))
+        command="phys-l2o " + shlex.join(argv), protocol=args.protocol,
+        max_seeds=dict(args.max_seeds)))
+
+
+def default_out(name: str, protocol: str) -> Path:
+    """``runs/NAME``, or ``runs/NAME-PROTOCOL`` for another protocol than the default."""
+    return Path("runs") / (name if protocol == "corrected" else f"{name}-{protocol}")
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     from .reproduce import reproduce
 
-    args.out = args.out or Path("runs") / args.task
+    args.out = args.out or default_out(args.task, args.protocol)
     return run_and_report(args, argv, lambda: reproduce(
         args.task, args.budget, out=args.out, seed=args.seed, seeds=args.seeds,
         device=args.device, progress=not args.no_progress, meta_batch=args.meta_batch,
         data_root=args.data_root, compile=args.compile, threads=args.threads,
-        command="phys-l2o " + shlex.join(argv), overwrite=args.overwrite))
+        command="phys-l2o " + shlex.join(argv), overwrite=args.overwrite,
+        protocol=args.protocol, max_seeds=dict(args.max_seeds)))
 
 
 def run_and_report(args: argparse.Namespace, argv: list[str], run) -> int:
@@ -348,12 +390,14 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         spec = learned_preset(task_name, args.optimizer or "hnn")["optimizer"]
     if args.out_mul is not None:
         spec["out_mul"] = args.out_mul
+    spec, settings = variant_under(args.protocol, spec, {})
+    settings.pop("test_out_mul", None)  # an evaluation setting: reproduce and sweep apply it
     flags = {"epochs": args.epochs, "trajectories": args.trajectories,
              "meta_batch": args.meta_batch, "steps": args.steps, "unroll": args.unroll,
              "meta_lr": args.meta_lr, "validation_problems": args.validation_problems}
     try:
         schedule = paper_schedule(task_name, spec, args.budget,
-                                  **{**config.get("schedule", {}),
+                                  **{**settings, **config.get("schedule", {}),
                                      **{k: v for k, v in flags.items() if v is not None}})
     except TypeError as error:
         raise ValueError(f"bad [schedule] in {args.config}: {error}") from None
@@ -381,7 +425,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
               f"out_mul, or train longer; nothing was written to {args.out} "
               "(--allow-untrained writes the untrained weights)", file=sys.stderr)
         return 1
-    save_checkpoint(args.out, optimizer, task=task_name, seed=args.seed,
+    save_checkpoint(args.out, optimizer, task=task_name, seed=args.seed, protocol=args.protocol,
                     schedule=schedule.to_dict(), best_epoch=result.best_epoch,
                     best_validation=result.best_validation,
                     diverged_trajectories=result.skipped_updates)

@@ -58,17 +58,23 @@ def reproduce(task_name: str, budget: str = "smoke", *, out: str | os.PathLike,
               seed: int = 0, seeds: int = 1, device: str | None = None, progress: bool = True,
               meta_batch: int | None = None, data_root: str | None = None,
               compile: bool | None = None, threads: int | None = None,
-              command: str | None = None, overwrite: bool = False) -> dict | None:
+              command: str | None = None, overwrite: bool = False,
+              protocol: str = "corrected",
+              max_seeds: dict[str, int] | None = None) -> dict | None:
     """Run one of the paper's experiments (its sweep file, ``paper_sweep(task_name)``) end to end
     and write its reports into ``out``: meta-seeds ``seed .. seed + seeds - 1``.
 
     ``compile``: run the learned optimizers' steps through ``torch.compile``; ``None`` does so
-    for the paper budget when a C++ compiler is available. A run killed or interrupted in
-    ``out`` continues when called again with the same options (see ``run_sweep``).
+    for the paper budget when a C++ compiler is available. ``protocol``: ``corrected`` (this
+    project's) or ``reference`` (the original code's, see ``phys_l2o.protocols``). A run killed
+    or interrupted in ``out`` continues when called again with the same options (see
+    ``run_sweep``). ``max_seeds``: ``{variant: n}`` to run only the first ``n`` seeds of a
+    costly variant.
     """
     from .sweep import paper_sweep, run_sweep
 
     return run_sweep(paper_sweep(task_name), budget, out=out,
                      seeds=list(range(seed, seed + seeds)), device=device, threads=threads,
                      data_root=data_root, compile=compile, overrides={"meta_batch": meta_batch},
-                     overwrite=overwrite, progress=progress, command=command)
+                     overwrite=overwrite, progress=progress, command=command,
+                     protocol=protocol, max_seeds=max_seeds)

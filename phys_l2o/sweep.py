@@ -55,20 +55,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checks import check_output_dir, positive_int
+from .checks import check_output_dir, positive_int, positive_number
+from .protocols import REPORTED_LOSSES, check_protocol, reported_index, variant_under
 from .registry import Spec, as_spec, build, load_toml, lookup, plain_data
 
 #: the format written into a sweep's ``sweep.json`` and every cell record.
 FORMAT = "phys-l2o-sweep/1"
 #: the schedule fields a variant may set (the budget gives the others).
 SCHEDULE_FIELDS = ("epochs", "trajectories", "meta_batch", "steps", "unroll", "meta_lr",
-                   "validation_problems")
+                   "validation_problems", "loss_window", "validation_pool")
+#: what a variant may set besides its name, its optimizer and schedule fields: the ``out_mul``
+#: it is evaluated with, when not the one it was meta-trained with.
+VARIANT_FIELDS = ("test_out_mul",)
 #: what every budget gives.
 BUDGET_FIELDS = ("epochs", "trajectories", "meta_batch", "validation_problems",
                  "test_problems", "steps", "seeds")
 #: the top-level keys of a sweep file.
 TOP_KEYS = ("name", "title", "description", "reference", "train", "targets", "variants",
-            "budgets", "default_budget", "test_seed")
+            "budgets", "default_budget", "test_seed", "monitor", "reported_loss")
 #: a learned cell is compiled (auto) when its meta-training has at least this many
 #: trajectories: enough to pay back the seconds of compilation.
 COMPILE_FROM_TRAJECTORIES = 200
@@ -141,6 +145,8 @@ class Sweep:
     reference: str | None = None
     default_budget: str | None = None
     test_seed: int = 0
+    monitor: tuple[str, ...] = ()
+    reported_loss: str = "last"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "sweep") -> Sweep:
@@ -196,10 +202,20 @@ class Sweep:
         if isinstance(test_seed, bool) or not isinstance(test_seed, int) or test_seed < 0:
             raise SweepError(f"{where}: test_seed must be an integer >= 0, got {test_seed!r}")
         train = _spec(data["train"], "task", f"{where}: train")
+        monitor = data.get("monitor", [])
+        labels = [t.label for t in targets]
+        if not isinstance(monitor, list) or any(m not in labels for m in monitor):
+            raise SweepError(f"{where}: monitor must list targets to validate during "
+                             f"meta-training, among {labels}; got {monitor!r}")
+        reported = data.get("reported_loss", "last")
+        if reported not in REPORTED_LOSSES:
+            raise SweepError(f"{where}: reported_loss must be one of {list(REPORTED_LOSSES)}, "
+                             f"got {reported!r}")
         return cls(name=name, train=train, targets=targets, variants=variants, budgets=budgets,
                    title=str(data.get("title", name)), description=str(data.get("description",
                                                                                "")),
-                   reference=reference, default_budget=default_budget, test_seed=test_seed)
+                   reference=reference, default_budget=default_budget, test_seed=test_seed,
+                   monitor=tuple(monitor), reported_loss=reported)
 
     def to_dict(self) -> dict[str, Any]:
         """The sweep as plain data, in the layout of a sweep file (``to_toml`` writes it)."""
@@ -211,6 +227,10 @@ class Sweep:
         if self.default_budget is not None:
             out["default_budget"] = self.default_budget
         out["test_seed"] = self.test_seed
+        if self.monitor:
+            out["monitor"] = list(self.monitor)
+        if self.reported_loss != "last":
+            out["reported_loss"] = self.reported_loss
         out["train"] = self.train
         out["budgets"] = {k: dict(v) for k, v in self.budgets.items()}
         out["targets"] = {}
@@ -244,9 +264,12 @@ class Sweep:
         """Every baseline's name, in the order the targets list them."""
         return list(dict.fromkeys(b for t in self.targets for b in t.baselines))
 
-    def cells(self, seeds: list[int]) -> list[Cell]:
-        """The work: every variant with every seed (variant-major), then every baseline."""
-        return ([Cell(v.name, s) for v in self.variants for s in seeds]
+    def cells(self, seeds: list[int], max_seeds: Mapping[str, int] | None = None) -> list[Cell]:
+        """The work: every variant with every seed (variant-major; a variant named in
+        ``max_seeds`` with the first that many only), then every baseline."""
+        limit = dict(max_seeds or {})
+        return ([Cell(v.name, s) for v in self.variants
+                 for s in seeds[:limit.get(v.name, len(seeds))]]
                 + [Cell(b, None) for b in self.baselines()])
 
     def variant(self, name: str) -> Variant:
@@ -319,14 +342,17 @@ def _variant(value: Any, where: str) -> Variant:
     name = _text(table.pop("name"), f"{where}: name")
     where = f"{where} ({name})"
     spec = _spec(table.pop("optimizer"), "optimizer", f"{where}: optimizer")
-    unknown = sorted(set(table) - set(SCHEDULE_FIELDS))
+    unknown = sorted(set(table) - set(SCHEDULE_FIELDS) - set(VARIANT_FIELDS))
     if unknown:
         raise SweepError(f"{where}: unknown keys {unknown}; besides name and optimizer a "
-                         f"variant may set the schedule fields {list(SCHEDULE_FIELDS)}")
+                         f"variant may set the schedule fields {list(SCHEDULE_FIELDS)} and "
+                         f"{list(VARIANT_FIELDS)}")
     try:
         from .meta import Schedule
 
-        Schedule(**table)
+        Schedule(**{k: v for k, v in table.items() if k in SCHEDULE_FIELDS})
+        if "test_out_mul" in table:
+            positive_number("test_out_mul", table["test_out_mul"])
         build(spec, "optimizer")  # a bad option fails here, not hours into the sweep
     except (ValueError, TypeError) as error:
         raise SweepError(f"{where}: {error}") from None
@@ -377,27 +403,40 @@ def build_task(spec: Spec, steps: int, **context: Any):
 
 @dataclass
 class Plan:
-    """What a run does: the sweep, its budget, seeds and sizes, and where it writes."""
+    """What a run does: the sweep, its budget, seeds and sizes, its protocol (see
+    ``phys_l2o.protocols``), and where it writes."""
 
     sweep: Sweep
     budget: str
     sizes: dict[str, int]
     seeds: list[int]
     out: Path
+    protocol: str = "corrected"
+    max_seeds: dict[str, int] = field(default_factory=dict)
 
     def manifest(self) -> dict[str, Any]:
-        """What must match for a run in ``out`` to be resumed: the sweep and the budget's
-        sizes (the seeds may change: each seed is its own cells)."""
+        """What must match for a run in ``out`` to be resumed: the sweep, the budget's
+        sizes and the protocol (the seeds may change: each seed is its own cells)."""
         sizes = {k: v for k, v in self.sizes.items() if k != "seeds"}
         return {"format": FORMAT, "sweep": self.sweep.to_dict(), "budget": self.budget,
-                "sizes": sizes}
+                "sizes": sizes, "protocol": self.protocol}
+
+    @property
+    def reported_loss(self) -> str:
+        """The loss per problem that the cells record as ``final``."""
+        return "before-last" if self.protocol == "reference" else self.sweep.reported_loss
+
+    def setup(self, variant: Variant) -> tuple[Spec, dict[str, Any]]:
+        """The variant's optimizer spec and settings under the plan's protocol."""
+        return variant_under(self.protocol, variant.optimizer, variant.settings)
 
     def schedule(self, variant: Variant):
         from .meta import Schedule
         from .presets import DEFAULT_META
 
         fields = {k: self.sizes[k] for k in SCHEDULE_FIELDS if k in self.sizes}
-        return Schedule(**{**fields, **DEFAULT_META, **variant.settings})
+        settings = {k: v for k, v in self.setup(variant)[1].items() if k in SCHEDULE_FIELDS}
+        return Schedule(**{**fields, **DEFAULT_META, **settings})
 
     def cell_path(self, cell: Cell, suffix: str) -> Path:
         return self.out / "cells" / f"{cell.stem()}{suffix}"
@@ -405,9 +444,25 @@ class Plan:
 
 def make_plan(sweep: Sweep, budget: str | None = None, *, out: str | os.PathLike,
               seeds: int | list[int] | None = None,
-              overrides: Mapping[str, int] | None = None) -> Plan:
+              overrides: Mapping[str, int] | None = None, protocol: str = "corrected",
+              max_seeds: Mapping[str, int] | None = None) -> Plan:
     """The budget's sizes with ``overrides`` (budget fields) applied, and the seeds: a count
-    (``0 .. n-1``), a list, or ``None`` for the budget's ``seeds``."""
+    (``0 .. n-1``), a list, or ``None`` for the budget's ``seeds``; ``protocol``: see
+    ``phys_l2o.protocols``; ``max_seeds``: variants that run only the first that many seeds
+    (a costly one)."""
+    names = [v.name for v in sweep.variants]
+    for method, count in (max_seeds or {}).items():
+        if method not in names:
+            raise SweepError(f"max_seeds names {method!r}, which is not a variant of sweep "
+                             f"{sweep.name!r}; its variants: {names}")
+        try:
+            positive_int(f"max_seeds of {method}", count)
+        except ValueError as error:
+            raise SweepError(str(error)) from None
+    try:
+        check_protocol(protocol)
+    except ValueError as error:
+        raise SweepError(str(error)) from None
     name, sizes = sweep.budget(budget)
     for key, value in (overrides or {}).items():
         if value is None:
@@ -423,7 +478,7 @@ def make_plan(sweep: Sweep, budget: str | None = None, *, out: str | os.PathLike
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise SweepError(f"seeds must be distinct integers >= 0, got {seeds}")
     sizes["seeds"] = len(seeds)
-    return Plan(sweep, name, sizes, seeds, Path(out))
+    return Plan(sweep, name, sizes, seeds, Path(out), protocol, dict(max_seeds or {}))
 
 
 #: files in a sweep's folder that belong to a run (anything else is left alone).
@@ -460,13 +515,17 @@ def check_folder(plan: Plan, overwrite: bool = False) -> str:
                          "readable sweep.json; pass --overwrite to start again there, or "
                          "choose another --out") from None
     mine = json.loads(json.dumps(plan.manifest()))
+    if isinstance(theirs, dict):
+        theirs.setdefault("protocol", "corrected")  # written before protocols existed
     if theirs != mine:
         what = ("another sweep" if theirs.get("sweep") != mine["sweep"] else
+                f"the {theirs.get('protocol')!r} protocol"
+                if theirs.get("protocol") != mine["protocol"] else
                 f"budget {theirs.get('budget')!r} (sizes {theirs.get('sizes')})")
         raise SweepError(f"{plan.out} holds a run of {what}; this run is sweep "
                          f"{plan.sweep.name!r} with budget {plan.budget!r} (sizes "
-                         f"{mine['sizes']}). Pass --overwrite to start again there, or choose "
-                         "another --out")
+                         f"{mine['sizes']}), protocol {plan.protocol!r}. Pass --overwrite to "
+                         "start again there, or choose another --out")
     return "resume"
 
 
@@ -524,6 +583,10 @@ class Runner:
             same = as_spec(t.task) == as_spec(plan.sweep.train)
             self.tasks[t.label] = self.train_task if same else build_task(t.task, steps,
                                                                           **context)
+        # targets watched during meta-training, on problems of the training task's pool
+        pool = {"pool": plan.sweep.train["pool"]} if "pool" in plan.sweep.train else {}
+        self.monitors = {label: build_task({**as_spec(t.task), **pool}, steps, **context)
+                         for t in plan.sweep.targets if (label := t.label) in plan.sweep.monitor}
         self.notes = sorted({n for task in [self.train_task, *self.tasks.values()]
                              if (n := getattr(task, "data_note", None))})
         # every method and seed runs on the same test problems of each target
@@ -543,6 +606,7 @@ class Runner:
         start = time.perf_counter()
         record = self.run_learned(cell) if cell.learned else self.run_baseline(cell)
         record.update(format=FORMAT, method=cell.method, seed=cell.seed,
+                      protocol=self.plan.protocol, reported_loss=self.plan.reported_loss,
                       seconds=time.perf_counter() - start, device=str(self.device),
                       threads=self.threads, versions=self.versions)
         return record
@@ -552,11 +616,12 @@ class Runner:
         from .reporting.results import losses_record
 
         out = {}
+        index = reported_index(self.plan.reported_loss)
         for label in labels:
             begin = time.perf_counter()
             losses = evaluate(optimizer, self.tasks[label], self.problems[label],
                               self.plan.sizes["steps"])
-            out[label] = {**losses_record(losses), "seconds": time.perf_counter() - begin}
+            out[label] = {**losses_record(losses, index), "seconds": time.perf_counter() - begin}
         return out
 
     def run_baseline(self, cell: Cell) -> dict:
@@ -573,9 +638,9 @@ class Runner:
         from .reproduce import build_seeded
 
         variant = self.plan.sweep.variant(cell.method)
+        spec, settings = self.plan.setup(variant)
         schedule = self.plan.schedule(variant)
-        optimizer = build_seeded(variant.optimizer, cell.seed,
-                                 f"init-{variant.optimizer['type']}")
+        optimizer = build_seeded(spec, cell.seed, f"init-{spec['type']}")
         compiled = self.use_compile(optimizer, schedule)
         if compiled:
             torch._dynamo.reset()  # one cell's compiled steps do not count against the next's
@@ -586,7 +651,7 @@ class Runner:
         try:
             result = meta_train(optimizer, self.train_task, schedule, seed=cell.seed,
                                 device=self.device, progress=False, state_path=state,
-                                resume=state.is_file())
+                                resume=state.is_file(), monitors=self.monitors)
         except MetaTrainingDiverged as error:  # the optimizer holds the best weights before
             result, diverged = error.result, True
         save_checkpoint(self.plan.cell_path(cell, ".pt"), optimizer,
@@ -594,15 +659,28 @@ class Runner:
                         sweep=self.plan.sweep.name, budget=self.plan.budget, seed=cell.seed,
                         schedule=schedule.to_dict(), best_epoch=result.best_epoch,
                         best_validation=result.best_validation)
+        test_out_mul = settings.get("test_out_mul")
+        if test_out_mul is not None:  # evaluated with another out_mul than it was trained with
+            optimizer.out_mul = test_out_mul
         targets = self.evaluate_all(optimizer, list(self.tasks))
         readout = getattr(optimizer, "readout", optimizer)  # the parameter state counts its own
+        nfe = getattr(readout, "nfe", None)
+        watched = {}
+        for label, best in result.monitors.items():
+            # the oracle: the weights of the epoch that was best on this target's validation
+            optimizer.load_state_dict(best["state"])
+            targets[label]["oracle"] = {**self.evaluate_all(optimizer, [label])[label],
+                                        "epoch": best["epoch"]}
+            watched[label] = {"best_epoch": best["epoch"], "best_validation": best["validation"],
+                              "validation": [h["monitors"][label] for h in result.history]}
         state.unlink(missing_ok=True)
-        return {"kind": "learned", "spec": variant.optimizer, "schedule": schedule.to_dict(),
-                "compiled": compiled, "params": optimizer.num_params(),
-                "nfe": getattr(readout, "nfe", None), "targets": targets,
+        return {"kind": "learned", "spec": spec, "schedule": schedule.to_dict(),
+                "test_out_mul": test_out_mul, "compiled": compiled,
+                "params": optimizer.num_params(), "nfe": nfe, "targets": targets,
                 "meta_training": {"seconds": result.seconds, "best_epoch": result.best_epoch,
                                   "best_validation": result.best_validation,
                                   "validation": [h["validation"] for h in result.history],
+                                  "monitors": watched,
                                   "skipped_updates": result.skipped_updates,
                                   "diverged": diverged}}
 
@@ -612,7 +690,9 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
               device: str | torch.device | None = "auto", threads: int | None = None,
               data_root: str | None = None, compile: bool | None = None,
               overrides: Mapping[str, int] | None = None, overwrite: bool = False,
-              progress: bool = True, command: str | None = None) -> dict | None:
+              progress: bool = True, command: str | None = None,
+              protocol: str = "corrected",
+              max_seeds: Mapping[str, int] | None = None) -> dict | None:
     """Run a sweep (a ``Sweep`` or a sweep file) into ``out`` and write its reports.
 
     Finished cells already in ``out`` (of the same sweep and budget) are reused; a cell that
@@ -630,6 +710,9 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
             found and the optimizer can be compiled.
         overrides: budget fields to change (e.g. ``{"meta_batch": 4}``).
         overwrite: start again in an ``out`` that holds another run.
+        protocol: ``corrected`` (this project's) or ``reference`` (the original code's); see
+            ``phys_l2o.protocols``.
+        max_seeds: ``{variant: n}``: run only the first ``n`` seeds of a costly variant.
 
     Returns:
         The report (``results.json``'s contents) on rank 0, ``None`` on other ranks.
@@ -643,7 +726,8 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
 
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
-    plan = make_plan(sweep, budget, out=out, seeds=seeds, overrides=overrides)
+    plan = make_plan(sweep, budget, out=out, seeds=seeds, overrides=overrides, protocol=protocol,
+                     max_seeds=max_seeds)
     with parallel.thread_policy(threads) as count:
         return _run(plan, count, device=device, data_root=data_root, compile=compile,
                     overwrite=overwrite, progress=progress, command=command)
@@ -658,7 +742,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
     sweep = plan.sweep
     if compile:
         blocked = {v.name: pieces for v in sweep.variants
-                   if (pieces := build(v.optimizer, "optimizer").uncompilable_pieces())}
+                   if (pieces := build(plan.setup(v)[0], "optimizer").uncompilable_pieces())}
         if blocked:
             raise SweepError(f"--compile: these variants cannot be compiled: {blocked}; leave "
                              "--compile out (the default compiles the variants that can be)")
@@ -670,7 +754,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
             prepare_folder(plan, mode)
         parallel.barrier(ranks)
         started = time.perf_counter()
-        cells = sweep.cells(plan.seeds)
+        cells = sweep.cells(plan.seeds, plan.max_seeds)
         done = {c: r for c in cells if (r := read_cell(plan, c)) is not None}
         reused = len(done)
         todo = [c for c in cells if c not in done]

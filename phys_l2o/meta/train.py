@@ -14,7 +14,8 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -28,14 +29,20 @@ from ..seeding import make_generator
 from ..tasks.base import Problems, Task
 from .checkpoint import CheckpointError, atomic_write
 from .evaluate import evaluate
-from .rollout import rollout
+from .rollout import WINDOWS, rollout
 
 
 @dataclass
 class Schedule:
     """How long and how a learned optimizer is meta-trained.
 
-    The defaults are the paper's quadratic schedule for the HNN (REFERENCE.md).
+    The defaults are the paper's quadratic schedule for the HNN.
+
+    ``loss_window`` and ``validation_pool`` choose between this project's protocol and the
+    original code's (``phys_l2o.protocols``): which losses a truncation sums (``"after"`` each
+    update, or ``"before"``, see ``rollout``), and which pool of a task with pools (MNIST) the
+    validation problems come from (``None``: the training task's own; ``"test"``: the test pool,
+    as the original does).
     """
 
     epochs: int = 100
@@ -45,15 +52,24 @@ class Schedule:
     unroll: int = 15
     meta_lr: float = 0.01
     validation_problems: int = 50
+    loss_window: str = "after"
+    validation_pool: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "trajectories", "meta_batch", "steps", "unroll",
                      "validation_problems"):
             positive_int(name, getattr(self, name))
         positive_number("meta_lr", self.meta_lr)
+        if self.loss_window not in WINDOWS:
+            raise ValueError(f"loss_window must be one of {list(WINDOWS)}, got "
+                             f"{self.loss_window!r}")
+        if self.validation_pool not in (None, "train", "test"):
+            raise ValueError(f"validation_pool must be 'train', 'test' or left out, got "
+                             f"{self.validation_pool!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain data (a field left at ``None`` is left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -69,6 +85,9 @@ class TrainResult:
         seconds: wall time of the run.
         skipped_updates: meta-updates skipped for a non-finite meta-loss or meta-gradient.
         last_state: the weights after the last epoch (kept with ``keep_last=True``).
+        monitors: per monitored task (``meta_train(..., monitors=...)``), its best epoch
+            (``epoch``), validation loss (``validation``) and weights (``state``): an oracle's
+            choice, which the training task's validation cannot see.
     """
 
     best_state: dict[str, Tensor]
@@ -78,6 +97,7 @@ class TrainResult:
     seconds: float = 0.0
     skipped_updates: int = 0
     last_state: dict[str, Tensor] | None = None
+    monitors: dict[str, dict] = field(default_factory=dict)
 
 
 class MetaTrainingDiverged(RuntimeError):
@@ -126,7 +146,9 @@ def save_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
         "torch_rng": torch.get_rng_state(),
         "result": {"best_state": _cpu(result.best_state), "best_epoch": result.best_epoch,
                    "best_validation": result.best_validation, "history": result.history,
-                   "seconds": result.seconds, "skipped_updates": result.skipped_updates},
+                   "seconds": result.seconds, "skipped_updates": result.skipped_updates,
+                   "monitors": {name: {**best, "state": _cpu(best["state"])}
+                                for name, best in result.monitors.items()}},
         "versions": {"phys_l2o": __version__, "torch": str(torch.__version__)},
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -152,7 +174,9 @@ def load_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path} is not a phys-l2o training state")
     mine = schedule.to_dict()
-    theirs = dict(state["schedule"])
+    # a state written before a field existed holds its default
+    defaults = {f.name: f.default for f in fields(Schedule) if f.default is not None}
+    theirs = {**defaults, **dict(state["schedule"])}
     if state["spec"] != spec_of(optimizer) or state["seed"] != seed or \
             {k: v for k, v in theirs.items() if k != "epochs"} != \
             {k: v for k, v in mine.items() if k != "epochs"} or theirs["epochs"] > mine["epochs"]:
@@ -166,7 +190,8 @@ def load_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
 def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | None = None, *,
                seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
                keep_last: bool = False, state_path: str | os.PathLike | None = None,
-               state_every: int = 1, resume: bool = False) -> TrainResult:
+               state_every: int = 1, resume: bool = False,
+               monitors: Mapping[str, Task] | None = None) -> TrainResult:
     """Meta-train ``optimizer`` in place on ``task``; it ends with its best weights loaded.
 
     The best weights are those with the lowest validation loss after an epoch (the untrained
@@ -188,6 +213,10 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
         resume: continue from the training state at ``state_path`` (same optimizer spec, seed
             and schedule; ``epochs`` may grow). The resumed run ends with exactly the weights
             of an uninterrupted one on the same machine.
+        monitors: other tasks to watch (e.g. the ReLU net while training on the sigmoid one):
+            after every epoch each is validated like the training task, on its own fixed
+            problems (from the validation pool), and recorded in ``history``; the weights of
+            each one's best epoch are kept in ``result.monitors``. They choose nothing.
 
     Raises:
         MetaTrainingDiverged: if every trajectory of an epoch produced a non-finite
@@ -203,8 +232,28 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
         raise ValueError("resume needs the state_path of the run to continue")
     optimizer.to(device)
     train_gen = make_generator(seed, "meta-train")
-    validation = task.sample(schedule.validation_problems, make_generator(seed, "validation"),
-                             device)
+    pool = schedule.validation_pool
+
+    def validation_set(watched: Task, stream: str) -> tuple[Task, Problems]:
+        watched = watched if pool is None else watched.with_pool(pool)
+        return watched, watched.sample(schedule.validation_problems,
+                                       make_generator(seed, stream), device)
+
+    validation_task, validation = validation_set(task, "validation")
+    watched = {name: validation_set(t, f"monitor-{name}")
+               for name, t in (monitors or {}).items()}
+
+    def validate() -> tuple[float, dict[str, float]]:
+        return (validation_loss(optimizer, validation_task, validation, schedule.steps),
+                {name: validation_loss(optimizer, t, problems, schedule.steps)
+                 for name, (t, problems) in watched.items()})
+
+    def watch(epoch: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            best = result.monitors.get(name)
+            if best is None or value < best["validation"]:
+                result.monitors[name] = {"epoch": epoch, "validation": value,
+                                         "state": copy.deepcopy(optimizer.state_dict())}
     meta_opt = torch.optim.Adam(optimizer.parameters(), lr=schedule.meta_lr)
     start = time.perf_counter()
     first_epoch, elapsed = 1, 0.0
@@ -218,12 +267,15 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
         record = saved["result"]
         result = TrainResult(record["best_state"], record["best_epoch"],
                              record["best_validation"], list(record["history"]),
-                             skipped_updates=record["skipped_updates"])
+                             skipped_updates=record["skipped_updates"],
+                             monitors=dict(record.get("monitors", {})))
         first_epoch, elapsed = saved["epoch"] + 1, record["seconds"]
     else:
-        best = validation_loss(optimizer, task, validation, schedule.steps)
+        best, values = validate()
         result = TrainResult(copy.deepcopy(optimizer.state_dict()), 0, best,
-                             [{"epoch": 0, "validation": best}])
+                             [{"epoch": 0, "validation": best,
+                               **({"monitors": values} if values else {})}])
+        watch(0, values)
     skipped = result.skipped_updates
 
     def meta_step(meta_loss: Tensor) -> bool:
@@ -266,11 +318,14 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
             for _ in range(schedule.trajectories):
                 problems = task.sample(schedule.meta_batch, train_gen, device)
                 rollout(optimizer, task, problems, schedule.steps,
-                        truncation=schedule.unroll, meta_step=meta_step)
+                        truncation=schedule.unroll, meta_step=meta_step,
+                        window=schedule.loss_window)
                 bar.update(1)
-            value = validation_loss(optimizer, task, validation, schedule.steps)
+            value, values = validate()
             result.history.append({"epoch": epoch, "validation": value,
+                                   **({"monitors": values} if values else {}),
                                    "seconds": elapsed + time.perf_counter() - start})
+            watch(epoch, values)
             if value < result.best_validation:
                 result.best_state = copy.deepcopy(optimizer.state_dict())
                 result.best_epoch, result.best_validation = epoch, value

@@ -76,6 +76,11 @@ class HNN(LearnedOptimizer):
             ``{"type": "flow-readout", "flow": {"type": "rk4"}}``.
         out_mul: scale of the parameter step.
         normalize: divide ``q_dot'`` by its L2 norm over each parameter tensor.
+        detach_q_dot: read the carried ``q_dot`` without its graph, as the original MNIST HNN
+            does (it passes ``q_dot.data`` to the preprocessing; difference D1 of the
+            ``reference`` protocol). The meta-gradient then never reaches the pieces that act
+            on the parameters only through ``q_dot`` (the inverse inertia, the control and the
+            ``q_dot`` head of the paper's field: 23 of its 55 weights).
 
     Raises:
         ValueError: the field or the read-out was built for another feature width than the
@@ -92,7 +97,8 @@ class HNN(LearnedOptimizer):
 
     def __init__(self, field: Part = None, *,
                  preprocessing: bool | Mapping[str, Any] | str | nn.Module = False,
-                 readout: Part = None, out_mul: float = 0.001, normalize: bool = True) -> None:
+                 readout: Part = None, out_mul: float = 0.001, normalize: bool = True,
+                 detach_q_dot: bool = False) -> None:
         super().__init__()
         out_mul = positive_number("out_mul", out_mul)
         self.preprocess = build_preprocessing(preprocessing)
@@ -105,6 +111,7 @@ class HNN(LearnedOptimizer):
         check_width(self.readout, width, "read-out", preprocessing)
         self.out_mul = out_mul
         self.normalize = bool(normalize)
+        self.detach_q_dot = bool(detach_q_dot)
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> HNNState:
         check_init(params, segments)
@@ -122,7 +129,8 @@ class HNN(LearnedOptimizer):
         check_step(params, grad)
         # every coordinate becomes one scalar feature, which the preprocessing widens to d
         q = self.preprocess(rearrange(grad, "batch coords -> batch coords 1"))
-        q_dot = self.preprocess(rearrange(state.q_dot, "batch coords -> batch coords 1"))
+        carried = state.q_dot.detach() if self.detach_q_dot else state.q_dot
+        q_dot = self.preprocess(rearrange(carried, "batch coords -> batch coords 1"))
         direction, next_q_dot = self.readout(self.field, q, q_dot)     # (batch, coords, 1)
         next_q_dot = rearrange(next_q_dot, "batch coords 1 -> batch coords")
         if self.normalize:

@@ -1,5 +1,6 @@
-"""Plots: learning curves (the paper's Figs. 1-3: mean loss per step, log scale) and
-intervals (mean final loss with its 95% interval, per method and target)."""
+"""Plots: learning curves (the paper's Figs. 1-3: mean loss per step, log scale), intervals
+(mean final loss with its 95% interval, per method and target), and the validation per epoch
+of meta-training next to the targets watched alongside it (transfer)."""
 
 from __future__ import annotations
 
@@ -87,6 +88,39 @@ def plot_intervals(path: str | os.PathLike, targets: Mapping[str, Mapping[str, d
         ax.set_title(label)
         ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+def plot_transfer(path: str | os.PathLike, records: Sequence[Mapping], train_label: str,
+                  order: Sequence[str] | None = None) -> None:
+    """Per learned method, each meta-seed's validation loss per epoch on the training task
+    (solid) and on every watched target (dashed), log scale; a circle marks the epoch the
+    training task's validation keeps, a star each watched target's own best epoch."""
+    rows = [r for r in records if r.get("meta_training", {}).get("monitors")]
+    methods = ordered(list(dict.fromkeys(r["method"] for r in rows)), order)
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 3.8), dpi=110,
+                             squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        for i, record in enumerate(r for r in rows if r["method"] == method):
+            train = record["meta_training"]
+            color = f"C{i}"
+            series = [(train_label, train["validation"], train["best_epoch"], "-", "o")]
+            series += [(label, w["validation"], w["best_epoch"], "--", "*")
+                       for label, w in train["monitors"].items()]
+            for label, values, best, style, mark in series:
+                values = [math.nan if v is None else v for v in values]
+                ax.plot(range(len(values)), values, style, color=color, linewidth=1.3,
+                        label=f"seed {record['seed']}: {label}")
+                if best < len(values) and math.isfinite(values[best]):
+                    ax.plot(best, values[best], mark, color=color, markersize=7)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch (0: untrained)")
+        ax.set_ylabel("validation loss (mean final loss)")
+        ax.set_title(display(method))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)

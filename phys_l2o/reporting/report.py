@@ -1,5 +1,6 @@
 """A sweep's reports, from its cell records: ``results.json``, ``results.md``,
-``intervals.png`` and ``curves-<target>.png``."""
+``intervals.png``, ``curves-<target>.png`` and, when targets were watched during meta-training,
+``transfer.png``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..meta.checkpoint import atomic_write
 from ..meta.stats import METHOD
-from .plots import plot_curves, plot_intervals
-from .results import method_entries, write_json
-from .tables import display, matrix_table, method_table, training_table
+from .plots import plot_curves, plot_intervals, plot_transfer
+from .results import method_entries, oracle_name, write_json
+from .tables import display, matrix_table, method_table, training_table, transfer_table
 
 if TYPE_CHECKING:
     from ..sweep import Plan
@@ -20,8 +21,10 @@ MATRIX_FROM = 3
 
 
 def method_order(plan: Plan) -> list[str]:
-    """The sweep's order: its variants, then its baselines."""
-    return [v.name for v in plan.sweep.variants] + plan.sweep.baselines()
+    """The sweep's order: its variants (each followed by its oracle row, where it has one),
+    then its baselines."""
+    return ([n for v in plan.sweep.variants for n in (v.name, oracle_name(v.name))]
+            + plan.sweep.baselines())
 
 
 def write_reports(plan: Plan, records: list[dict], meta: dict[str, Any]) -> dict:
@@ -32,25 +35,65 @@ def write_reports(plan: Plan, records: list[dict], meta: dict[str, Any]) -> dict
     targets = {t.label: method_entries(records, t.label, sweep.reference)
                for t in sweep.targets}
     report = {**meta, "cell_seconds": sum(r.get("seconds", 0.0) for r in records),
+              "protocol": plan.protocol, "reported_loss": plan.reported_loss,
               "sweep": sweep.name, "title": sweep.title,
               "reference": sweep.reference, "test_seed": sweep.test_seed,
               "confidence_interval": METHOD,
               "target_titles": {t.label: t.title or t.label for t in sweep.targets},
-              "targets": targets}
+              "targets": targets, "transfer": transfer_rows(records)}
     for t in sweep.targets:
         plot_curves(out / f"curves-{t.label}.png", targets[t.label], t.title or t.label, order)
     plot_intervals(out / "intervals.png", targets, sweep.title, order)
+    if watched(records):
+        plot_transfer(out / "transfer.png", records, train_label(plan), order)
     write_json(out / "results.json", report)
-    text = markdown(plan, report, order)
+    text = markdown(plan, report, order, records)
     atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text))
     return report
 
 
+def transfer_rows(records: list[dict]) -> list[dict]:
+    """Per learned cell watched during meta-training: its validation per epoch on the training
+    task and on each watched target, and the epochs each would choose."""
+    return [{"method": r["method"], "seed": r["seed"],
+             "kept_epoch": r["meta_training"]["best_epoch"],
+             "validation": r["meta_training"]["validation"],
+             "monitors": r["meta_training"]["monitors"]}
+            for r in records if r.get("meta_training", {}).get("monitors")]
+
+
+def watched(records: list[dict]) -> bool:
+    return any(r.get("meta_training", {}).get("monitors") for r in records)
+
+
+def train_label(plan: Plan) -> str:
+    """The label of the target on the training task's net (its pool aside), else ``train``."""
+    def net(spec):
+        return {k: v for k, v in spec.items() if k != "pool"}
+
+    return next((t.label for t in plan.sweep.targets if net(t.task) == net(plan.sweep.train)),
+                "train")
+
+
+#: what each protocol means, for the reports.
+PROTOCOL_TEXT = {
+    "corrected": "Protocol `corrected` (this project's): every weight of the learned optimizers "
+                 "trains, a truncation sums the losses after each update, validation problems "
+                 "come from the meta-training pool, the loss after the last step is reported.",
+    "reference": "Protocol `reference` (the original code's): the MNIST HNN's carried q_dot "
+                 "is cut from the meta-gradient (D1), a truncation sums the losses before each "
+                 "update (D3), the loss before the last update is reported (D4), validation "
+                 "problems come from the test pool (D5), the quadratic LSTM's input aliases the "
+                 "optimizee's gradient (D6), the LSTM is evaluated at out_mul 1.0.",
+}
+
+
 def protocol(plan: Plan, report: dict) -> str:
-    """The budget and the conditions of the numbers, in one paragraph."""
+    """The protocol, the budget and the conditions of the numbers, in one paragraph."""
     sizes = plan.sizes
     seeds = report["seeds"]
-    return (f"Budget `{plan.budget}`: meta-training for {sizes['epochs']} epochs of "
+    return (PROTOCOL_TEXT[plan.protocol] + " "
+            f"Budget `{plan.budget}`: meta-training for {sizes['epochs']} epochs of "
             f"{sizes['trajectories']} trajectories (meta-batch {sizes['meta_batch']}, "
             f"{sizes['steps']} steps, weights kept by the validation loss on "
             f"{sizes['validation_problems']} problems), meta-seeds "
@@ -62,7 +105,7 @@ def protocol(plan: Plan, report: dict) -> str:
             f"reused {report['reused_cells']} cells of an earlier one.")
 
 
-def markdown(plan: Plan, report: dict, order: list[str]) -> str:
+def markdown(plan: Plan, report: dict, order: list[str], records: list[dict]) -> str:
     sweep = plan.sweep
     lines = [f"# {sweep.title}", ""]
     if sweep.description:
@@ -83,8 +126,21 @@ def markdown(plan: Plan, report: dict, order: list[str]) -> str:
     learned = {m: e for m, e in next(iter(targets.values())).items() if e.get("meta_training")}
     if learned:
         lines += ["## Meta-training", "", training_table(learned, order), ""]
+    if watched(records):
+        label = train_label(plan)
+        lines += ["## Transfer during meta-training", "",
+                  f"Each learned optimizer was validated after every epoch on the {label} "
+                  f"target's net and on {', '.join(sweep.monitor)}, on fixed validation "
+                  f"problems. The weights kept are those of the best {label} validation; the "
+                  "rows marked *oracle epoch* in the tables above evaluate instead the weights "
+                  "of each watched target's own best validation epoch, a choice that needs that "
+                  "target's data and is not available to the method.", "",
+                  transfer_table(records, label, order), "",
+                  "![transfer](transfer.png)", ""]
     reference = f"`{display(sweep.reference)}`" if sweep.reference else "none"
-    lines += [f"Final loss: the loss after the last step, averaged over meta-seeds and test "
+    final = ("the loss after the last step" if plan.reported_loss == "last" else
+             "the loss before the last update (the original's reported loss)")
+    lines += [f"Final loss: {final}, averaged over meta-seeds and test "
               f"problems. Intervals: {METHOD}. Paired differences are to {reference} on the "
               "same problems (negative: lower loss). Wall time: per cell (a learned optimizer: "
               "meta-training and evaluation of one seed). NFE: field evaluations per optimizer "

@@ -34,12 +34,19 @@ def method_entries(records: Sequence[Mapping], label: str,
     over seeds and problems), ``seconds`` (mean per cell), ``nfe``, ``diverged_training`` (seeds
     whose meta-training diverged), ``meta_training`` (per seed: best epoch, best validation,
     seconds) and, with a ``reference`` among the methods, ``paired_diff`` (this method minus the
-    reference on the same problems).
+    reference on the same problems). A learned method watched on ``label`` during
+    meta-training also gets an oracle entry (``oracle_name``).
     """
     by_method: dict[str, list[Mapping]] = {}
     for record in records:
         if label in record["targets"]:
             by_method.setdefault(record["method"], []).append(record)
+    for record in records:
+        oracle = record["targets"].get(label, {}).get("oracle")
+        if oracle is not None:
+            by_method.setdefault(oracle_name(record["method"]), []).append(
+                {**record, "method": oracle_name(record["method"]), "targets": {label: oracle},
+                 "meta_training": {**record["meta_training"], "best_epoch": oracle["epoch"]}})
     finals = {m: np.stack([as_losses(r["targets"][label]["final"]) for r in rs])
               for m, rs in by_method.items()}
     out = {}
@@ -66,17 +73,24 @@ def method_entries(records: Sequence[Mapping], label: str,
     return out
 
 
+def oracle_name(method: str) -> str:
+    """The name of a learned method's oracle row: its weights of the epoch that was best on
+    this target's own validation (which the training task's validation cannot see)."""
+    return f"{method} (oracle epoch)"
+
+
 def as_losses(values: Sequence) -> np.ndarray:
     """Losses read back from JSON (where a diverged one is ``null``) as a float array."""
     return np.array([math.inf if v is None else v for v in values], dtype=np.float64)
 
 
-def losses_record(losses) -> dict[str, list[float]]:
+def losses_record(losses, index: int = -1) -> dict[str, list[float]]:
     """Losses ``(problems, steps)`` as a cell record keeps them: each problem's ``final`` loss
-    and the mean ``curve`` (a non-finite loss becomes ``null`` in JSON and is read back as
-    ``inf``)."""
+    (the loss at step ``index``: the last by default, ``-2`` for the reference protocol's
+    ``F(theta_{T-1})``) and the mean ``curve`` (a non-finite loss becomes ``null`` in JSON and
+    is read back as ``inf``)."""
     losses = losses.double().cpu()
-    return {"final": losses[:, -1].tolist(), "curve": losses.mean(0).tolist()}
+    return {"final": losses[:, index].tolist(), "curve": losses.mean(0).tolist()}
 
 
 def curve_record(method: str, losses, *, params: int | None = None, seconds: float = 0.0,

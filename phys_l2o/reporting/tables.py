@@ -32,7 +32,8 @@ def ordered(names, order: Sequence[str] | None = None) -> list[str]:
 
 
 def display(name: str) -> str:
-    return NAMES.get(name, name)
+    base, sep, rest = name.partition(" (oracle epoch)")
+    return NAMES.get(base, base) + sep + rest if sep else NAMES.get(name, name)
 
 
 def method_table(methods: Mapping[str, dict], paper: Mapping[str, float] | None = None,
@@ -105,4 +106,34 @@ def training_table(methods: Mapping[str, dict], order: Sequence[str] | None = No
             lines.append(f"| {display(name)} | {row['seed']} | {row['best_epoch']} | "
                          f"{format_number(row['best_validation'])} | {row['skipped_updates']} | "
                          f"{row['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def transfer_table(records: Sequence[Mapping], train_label: str,
+                   order: Sequence[str] | None = None) -> str:
+    """Per learned method and seed watched during meta-training: the epoch the training task's
+    validation keeps and, per watched target, its validation loss at that epoch, its own best
+    epoch and the loss there."""
+    rows = [r for r in records if r.get("meta_training", {}).get("monitors")]
+    labels = list(dict.fromkeys(label for r in rows for label in r["meta_training"]["monitors"]))
+    header = ["method", "seed", f"kept epoch ({train_label})"]
+    for label in labels:
+        header += [f"{label} at kept epoch", f"best {label} epoch", f"{label} there",
+                   f"{label} range over epochs"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in ordered(list(dict.fromkeys(r["method"] for r in rows)), order):
+        for record in (r for r in rows if r["method"] == method):
+            train = record["meta_training"]
+            kept = train["best_epoch"]
+            cells = [display(method), str(record["seed"]), str(kept)]
+            for label in labels:
+                watched = train["monitors"].get(label)
+                if watched is None:
+                    cells += ["-"] * 4
+                    continue
+                values = [v for v in watched["validation"] if v is not None]
+                cells += [format_number(watched["validation"][kept]),
+                          str(watched["best_epoch"]), format_number(watched["best_validation"]),
+                          f"{format_number(min(values))} - {format_number(max(values))}"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

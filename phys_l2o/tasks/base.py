@@ -59,6 +59,14 @@ class Task:
     def num_coords(self) -> int:
         return sum(self.segments)
 
+    def with_pool(self, pool: str) -> Task:
+        """The task drawing its problems from another pool of data (``"train"`` or
+        ``"test"``). A task without pools (the quadratic draws every problem afresh) is its
+        own for either."""
+        if pool not in ("train", "test"):
+            raise ValueError(f"pool must be 'train' or 'test', got {pool!r}")
+        return self
+
     def sample(self, num_problems: int, generator: torch.Generator,
                device: torch.device | str = "cpu") -> Problems:
         raise NotImplementedError

@@ -21,6 +21,7 @@ is halved the same way and :attr:`MNISTTask.data_note` says so.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import math
 import os
@@ -362,6 +363,15 @@ class MNISTTask(Task):
     @property
     def pool_size(self) -> int:
         return len(self.pool_indices)
+
+    def with_pool(self, pool: str) -> MNISTTask:
+        """The same task drawing its problems from the other pool (the digits are shared)."""
+        if pool not in ("train", "test"):
+            raise ValueError(f"pool must be 'train' or 'test', got {pool!r}")
+        other = copy.copy(self)
+        train_pool, test_pool = split_pools(len(next(iter(self._digits.values()))))
+        other.pool, other.pool_indices = pool, (train_pool if pool == "train" else test_pool)
+        return other
 
     def __repr__(self) -> str:
         return (f"MNISTTask(activation={self.activation!r}, hidden={self.hidden}, "
