@@ -250,6 +250,9 @@ def is_registered(obj: Any) -> bool:
 def spec_of(obj: Any) -> Spec:
     """The spec that rebuilds ``obj``: its registered type and its constructor's arguments.
 
+    Arguments a class lists in ``spec_quiet`` are left out while at their default (switches
+    such as the reference protocol's, named only when on).
+
     Raises:
         SpecError: ``obj``'s class is not registered, or an argument is not a JSON/TOML
             value, a registered object, or a mapping or list of those.
@@ -263,9 +266,12 @@ def spec_of(obj: Any) -> Spec:
     spec: Spec = {"type": cls._spec_type}
     parameters = inspect.signature(cls.__init__).parameters
     submodules = obj.__dict__.get("_modules", {})
+    quiet = getattr(cls, "spec_quiet", ())
     for key, value in obj._spec_arguments.items():
         if key in cls._spec_context:
             continue
+        if key in quiet and key in parameters and value == parameters[key].default:
+            continue  # a switch named only when on (specs written before it stay the same)
         current = submodules.get(key)
         if is_registered(value) and current is not value and is_registered(current):
             value = current  # a piece replaced after construction (``hnn.field = ...``)

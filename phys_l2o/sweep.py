@@ -769,8 +769,12 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
                 print(f"note: {note}")
         if ranks.main:
             where = f" on {ranks.world} processes" if ranks.world > 1 else ""
-            print(f"sweep {sweep.name!r}, budget {plan.budget!r}: {len(cells)} cells "
-                  f"({len(sweep.variants)} variants x {plural(len(plan.seeds), 'seed')}, "
+            seeds = (f"{len(sweep.variants)} variants x {plural(len(plan.seeds), 'seed')}"
+                     if not plan.max_seeds else ", ".join(
+                         f"{v.name} x {plural(sum(c.method == v.name for c in cells), 'seed')}"
+                         for v in sweep.variants))
+            print(f"sweep {sweep.name!r}, budget {plan.budget!r}, protocol {plan.protocol!r}: "
+                  f"{len(cells)} cells ({seeds}, "
                   f"{plural(len(sweep.baselines()), 'baseline')}); {reused} finished cells reused, "
                   f"{len(todo)} to run{where}; {count} thread(s) per process")
         from tqdm.auto import tqdm

@@ -119,10 +119,17 @@ def test_reproduce_mnist_smoke_writes_both_tables(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["sweep"] == "paper-mnist" and "test split" in results["data_notes"][0]
     assert set(results["targets"]) == {"sigmoid", "relu"}
+    assert set(results["targets"]["sigmoid"]) == NAMES
+    # the ReLU net is watched during meta-training: oracle rows beside the learned ones
+    assert set(results["targets"]["relu"]) == NAMES | {"hnn (oracle epoch)",
+                                                       "lstm (oracle epoch)"}
     for methods in results["targets"].values():
-        assert set(methods) == NAMES
         assert len(methods["adam"]["curve"]) == 100
-    assert (out / "curves-sigmoid.png").exists() and (out / "curves-relu.png").exists()
+    assert [row["kept_epoch"] for row in results["transfer"]] == [
+        results["targets"]["sigmoid"][m]["meta_training"][0]["best_epoch"] for m in
+        ("hnn", "lstm")]
+    for name in ("curves-sigmoid.png", "curves-relu.png", "transfer.png"):
+        assert (out / name).exists()
 
 
 SMOKE = ["--budget", "smoke", "--no-progress", "--device", "cpu"]

@@ -154,6 +154,17 @@ def save_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def _normal(spec: dict) -> dict:
+    """A saved spec as ``spec_of`` writes it today (a switch added since at its default is
+    left out), or as it was if it no longer builds."""
+    from ..registry import build
+
+    try:
+        return spec_of(build(spec, "optimizer"))
+    except Exception:  # noqa: BLE001 - then the saved spec is compared as it is
+        return spec
+
+
 def load_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
                         schedule: Schedule, seed: int) -> dict:
     """Read a training state and check that it belongs to this run.
@@ -177,7 +188,7 @@ def load_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
     # a state written before a field existed holds its default
     defaults = {f.name: f.default for f in fields(Schedule) if f.default is not None}
     theirs = {**defaults, **dict(state["schedule"])}
-    if state["spec"] != spec_of(optimizer) or state["seed"] != seed or \
+    if _normal(state["spec"]) != spec_of(optimizer) or state["seed"] != seed or \
             {k: v for k, v in theirs.items() if k != "epochs"} != \
             {k: v for k, v in mine.items() if k != "epochs"} or theirs["epochs"] > mine["epochs"]:
         raise CheckpointError(

@@ -94,6 +94,8 @@ class HNN(LearnedOptimizer):
     """
 
     name = "hnn"
+    #: protocol switches, named in a spec only when on
+    spec_quiet = ("detach_q_dot",)
 
     def __init__(self, field: Part = None, *,
                  preprocessing: bool | Mapping[str, Any] | str | nn.Module = False,

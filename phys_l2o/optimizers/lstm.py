@@ -49,6 +49,8 @@ class LSTMOptimizer(LearnedOptimizer):
     """
 
     name = "lstm"
+    #: protocol switches, named in a spec only when on
+    spec_quiet = ("alias_grad",)
 
     def __init__(self, *, preprocessing: bool | Mapping[str, Any] | str | nn.Module = False,
                  hidden: int = 20, layers: int = 2, out_mul: float = 1.0,

@@ -1,0 +1,174 @@
+"""Which of the paper's claims hold: each claim decided by paired intervals over meta-seeds and
+test problems, from the cells of ``reproduce quadratic`` and ``reproduce mnist`` runs.
+
+A claim *holds* when every interval that decides it lies on its side, *does not hold* when one
+lies on the other side, and is *undecided* otherwise. "Comparable" is a claim of equivalence:
+it holds when the interval of each difference lies within ``MARGIN`` (10%) of the baseline's
+mean, and does not hold when one lies entirely outside it.
+
+    python -m phys_l2o.reporting.claims corrected=QUAD_DIR,MNIST_DIR reference=QUAD_DIR,MNIST_DIR \\
+        --out claims.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..meta.stats import paired_difference
+from .results import as_losses
+
+#: the half-width, relative to the baseline's mean, within which two means are "comparable".
+MARGIN = 0.10
+#: the baselines of the paper's tables.
+BASELINES = ("adam", "rmsprop", "sgd", "nag")
+HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
+
+
+def read_finals(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """``{target: {method: finals (seeds, problems)}}`` from a run's ``cells`` folder."""
+    per: dict[str, dict[str, list]] = {}
+    cells = sorted(Path(folder, "cells").glob("*/*.json"))
+    if not cells:
+        raise FileNotFoundError(f"no cell records in {Path(folder, 'cells')}: run `phys-l2o "
+                                "reproduce` into that folder first")
+    for path in cells:
+        record = json.loads(path.read_text())
+        for label, target in record["targets"].items():
+            per.setdefault(label, {}).setdefault(record["method"], []).append(
+                (record.get("seed") or 0, as_losses(target["final"])))
+    return {label: {m: np.stack([f for _, f in sorted(rows, key=lambda r: r[0])])
+                    for m, rows in methods.items()} for label, methods in per.items()}
+
+
+def _fmt(diff: Mapping) -> str:
+    lo, hi = diff["ci95"]
+    return f"{diff['mean']:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+
+
+def better(finals: Mapping[str, np.ndarray], method: str, others: Sequence[str]) -> tuple[str, str]:
+    """``method`` has a lower mean final loss than each of ``others``."""
+    diffs = {o: paired_difference(finals[method], finals[o]) for o in others}
+    if all(d["ci95"][1] < 0 for d in diffs.values()):
+        verdict = HOLDS
+    elif any(d["ci95"][0] > 0 for d in diffs.values()):
+        verdict = FAILS
+    else:
+        verdict = UNDECIDED
+    return verdict, "; ".join(f"{method} - {o} {_fmt(d)}" for o, d in diffs.items())
+
+
+def comparable(finals: Mapping[str, np.ndarray], method: str,
+               others: Sequence[str]) -> tuple[str, str]:
+    """``method``'s mean is within ``MARGIN`` of each of ``others``' means."""
+    inside, outside, text = True, False, []
+    for other in others:
+        diff = paired_difference(finals[method], finals[other])
+        bound = MARGIN * float(np.mean(finals[other]))
+        lo, hi = diff["ci95"]
+        inside &= -bound <= lo and hi <= bound
+        outside |= lo > bound or hi < -bound
+        text.append(f"{method} - {other} {_fmt(diff)} (margin {bound:.2g})")
+    verdict = HOLDS if inside else FAILS if outside else UNDECIDED
+    return verdict, "; ".join(text)
+
+
+def fewer_weights(params: Mapping[str, int]) -> tuple[str, str]:
+    ratios = {task: params[f"lstm-{task}"] / params[f"hnn-{task}"] for task in ("quadratic",
+                                                                               "mnist")}
+    verdict = HOLDS if all(r >= 50 for r in ratios.values()) else FAILS
+    return verdict, "; ".join(f"{task}: {params[f'lstm-{task}']} / {params[f'hnn-{task}']} = "
+                              f"{r:.0f}x" for task, r in ratios.items())
+
+
+#: the paper's claims: (text, target, how it is decided).
+CLAIMS = (
+    ("quadratic: the HNN beats the LSTM", "quadratic", lambda f: better(f, "hnn", ["lstm"])),
+    ("quadratic: the HNN beats every baseline", "quadratic",
+     lambda f: better(f, "hnn", BASELINES)),
+    ("sigmoid MNIST: the HNN is comparable to the baselines", "sigmoid",
+     lambda f: comparable(f, "hnn", BASELINES)),
+    ("sigmoid MNIST: the LSTM is best", "sigmoid",
+     lambda f: better(f, "lstm", ["hnn", *BASELINES])),
+    ("ReLU MNIST: the HNN transfers better than the LSTM", "relu",
+     lambda f: better(f, "hnn", ["lstm"])),
+    ("ReLU MNIST: the HNN is comparable to the baselines", "relu",
+     lambda f: comparable(f, "hnn", BASELINES)),
+)
+
+
+def decide(runs: Mapping[str, Sequence[str | Path]]) -> list[dict]:
+    """Each claim under each protocol: ``runs`` maps a protocol to its (quadratic, MNIST) run
+    folders. Returns rows ``{"claim", protocol: {"verdict", "evidence", "seeds"}}``; a claim
+    whose methods a run lacks is ``missing``."""
+    finals, params = {}, {}
+    for protocol, folders in runs.items():
+        merged: dict[str, dict[str, np.ndarray]] = {}
+        for folder in folders:
+            merged.update(read_finals(folder))
+            for path in Path(folder, "cells").glob("*/seed-0.json"):
+                record = json.loads(path.read_text())
+                task = "quadratic" if "quadratic" in record["targets"] else "mnist"
+                params[f"{record['method']}-{task}"] = record["params"]
+        finals[protocol] = merged
+    rows = []
+    for text, label, rule in CLAIMS:
+        row: dict = {"claim": text}
+        for protocol, merged in finals.items():
+            try:
+                verdict, evidence = rule(merged[label])
+                seeds = {m: int(merged[label][m].shape[0]) for m in ("hnn", "lstm")
+                         if m in merged[label]}
+            except KeyError as missing:
+                verdict, evidence, seeds = "missing", f"no cells of {missing}", {}
+            row[protocol] = {"verdict": verdict, "evidence": evidence, "seeds": seeds}
+        rows.append(row)
+    try:
+        verdict, evidence = fewer_weights(params)
+    except KeyError as missing:
+        verdict, evidence = "missing", f"no cells of {missing}"
+    rows.append({"claim": "the HNN needs about 100x fewer weights than the LSTM",
+                 **{p: {"verdict": verdict, "evidence": evidence, "seeds": {}} for p in runs}})
+    return rows
+
+
+def claims_markdown(rows: Sequence[Mapping], protocols: Sequence[str]) -> str:
+    """The claims as a markdown table: one row per claim, one column per protocol."""
+    lines = ["| the paper's claim | " + " | ".join(protocols) + " |",
+             "|---|" + "---|" * len(protocols)]
+    for row in rows:
+        cells = []
+        for p in protocols:
+            entry = row[p]
+            seeds = ", ".join(f"{m.upper()} {n} seed{'s' if n > 1 else ''}"
+                              for m, n in entry["seeds"].items())
+            cells.append(f"**{entry['verdict']}**: {entry['evidence']}"
+                         + (f" ({seeds})" if seeds else ""))
+        lines.append(f"| {row['claim']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Decide the paper's claims from reproduce runs.")
+    parser.add_argument("runs", nargs="+", metavar="PROTOCOL=QUAD_DIR,MNIST_DIR")
+    parser.add_argument("--out", type=Path, default=None, help="write the table there")
+    args = parser.parse_args(argv)
+    runs = {}
+    for item in args.runs:
+        protocol, sep, folders = item.partition("=")
+        if not sep or len(folders.split(",")) != 2:
+            parser.error(f"expected PROTOCOL=QUAD_DIR,MNIST_DIR, got {item!r}")
+        runs[protocol] = folders.split(",")
+    text = claims_markdown(decide(runs), list(runs)) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""The claims table decides each claim by its paired intervals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from phys_l2o.reporting.claims import (
+    FAILS,
+    HOLDS,
+    UNDECIDED,
+    better,
+    claims_markdown,
+    comparable,
+    decide,
+    main,
+)
+
+PROBLEMS = 60
+
+
+def write_run(folder, targets: dict[str, dict[str, list[np.ndarray]]], params: dict[str, int]):
+    """Cell records: per method, one finals array per seed (one for a baseline)."""
+    methods = {m for t in targets.values() for m in t}
+    for method in methods:
+        seeds = max(len(t[method]) for t in targets.values() if method in t)
+        for k in range(seeds):
+            learned = method in params
+            record = {"method": method, "seed": k if learned else None,
+                      "params": params.get(method),
+                      "targets": {label: {"final": t[method][k].tolist()}
+                                  for label, t in targets.items() if method in t}}
+            name = f"seed-{k}.json" if learned else "baseline.json"
+            (folder / "cells" / method).mkdir(parents=True, exist_ok=True)
+            (folder / "cells" / method / name).write_text(json.dumps(record))
+
+
+def losses(mean: float, seeds: int = 1, spread: float = 0.05, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    return [mean + spread * rng.standard_normal(PROBLEMS) for _ in range(seeds)]
+
+
+def test_better_and_comparable_decide_by_the_interval():
+    rng = np.random.default_rng(0)
+    base = rng.random((1, PROBLEMS)) + 1.0
+    finals = {"a": base - 0.5, "b": base, "c": base + 0.001 * rng.standard_normal((1, PROBLEMS)),
+              "noisy": base + 3 * rng.standard_normal((1, PROBLEMS))}
+    assert better(finals, "a", ["b"])[0] == HOLDS
+    assert better(finals, "b", ["a"])[0] == FAILS
+    assert better(finals, "noisy", ["b"])[0] == UNDECIDED
+    assert comparable(finals, "c", ["b"])[0] == HOLDS
+    assert comparable(finals, "a", ["b"])[0] == FAILS
+    assert comparable(finals, "noisy", ["b"])[0] == UNDECIDED
+    assert "a - b -0.5" in better(finals, "a", ["b"])[1]
+
+
+def test_the_table_from_two_protocols(tmp_path, capsys):
+    base = {b: losses(0.3, seed=i) for i, b in enumerate(("adam", "rmsprop", "sgd", "nag"))}
+    params = {"hnn": 19, "lstm": 5221}
+    write_run(tmp_path / "q", {"quadratic": {"hnn": losses(0.1, 3, seed=7),
+                                             "lstm": losses(0.2, 1, seed=8), **base}}, params)
+    write_run(tmp_path / "m", {"sigmoid": {"hnn": losses(0.3, 3, seed=9),
+                                           "lstm": losses(0.1, 1, seed=10), **base},
+                               "relu": {"hnn": losses(0.3, 3, seed=11),
+                                        "lstm": losses(2.3, 1, seed=12), **base}},
+              {"hnn": 55, "lstm": 5301})
+    rows = decide({"corrected": [tmp_path / "q", tmp_path / "m"]})
+    verdicts = [row["corrected"]["verdict"] for row in rows]
+    assert verdicts == [HOLDS] * 7
+    assert rows[0]["corrected"]["seeds"] == {"hnn": 3, "lstm": 1}
+    assert "275x" in rows[-1]["corrected"]["evidence"]
+    text = claims_markdown(rows, ["corrected"])
+    assert text.count("**holds**") == 7 and "(HNN 3 seeds, LSTM 1 seed)" in text
+    assert main([f"corrected={tmp_path / 'q'},{tmp_path / 'm'}",
+                 "--out", str(tmp_path / "claims.md")]) == 0
+    assert (tmp_path / "claims.md").read_text() == text + "\n"
+
+
+def test_a_run_without_cells_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no cell records"):
+        decide({"corrected": [tmp_path, tmp_path]})
+    with pytest.raises(SystemExit):
+        main(["corrected=only-one-folder"])
