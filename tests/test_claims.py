@@ -10,6 +10,7 @@ import pytest
 from phys_l2o.reporting.claims import (
     FAILS,
     HOLDS,
+    MISSING,
     UNDECIDED,
     better,
     claims_markdown,
@@ -76,6 +77,18 @@ def test_the_table_from_two_protocols(tmp_path, capsys):
     assert main([f"corrected={tmp_path / 'q'},{tmp_path / 'm'}",
                  "--out", str(tmp_path / "claims.md")]) == 0
     assert (tmp_path / "claims.md").read_text() == text + "\n"
+
+
+def test_claims_of_a_run_not_there_are_left_out(tmp_path):
+    base = {b: losses(0.3, seed=i) for i, b in enumerate(("adam", "rmsprop", "sgd", "nag"))}
+    write_run(tmp_path / "q", {"quadratic": {"hnn": losses(0.1, 2, seed=7),
+                                             "lstm": losses(0.2, 1, seed=8), **base}},
+              {"hnn": 19, "lstm": 5221})
+    rows = decide({"corrected": [tmp_path / "q", tmp_path / "no-mnist-yet"]})
+    assert [row["corrected"]["verdict"] for row in rows[:2]] == [HOLDS, HOLDS]
+    assert all(row["corrected"]["verdict"] == MISSING for row in rows[2:])
+    text = claims_markdown(rows, ["corrected"])
+    assert len(text.splitlines()) == 4 and "MNIST" not in text
 
 
 def test_a_run_without_cells_is_refused(tmp_path):

@@ -115,14 +115,44 @@ def test_concepts_code_runs():
     run_page("concepts.md")
 
 
-def test_reproducing_page_shows_the_runs_table():
-    """The table on the page is the one the paper-budget run wrote, unedited."""
+PAPER_RUNS = DOCS / "results" / "paper"
+
+
+def table_rows(report: str, heading: str) -> list[str]:
+    """The rows of the first table after ``heading`` in a report."""
+    rows, lines = [], report.split(heading, 1)[1].splitlines()[1:]
+    for line in lines:
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break
+    return rows
+
+
+def test_reproducing_page_shows_the_runs_tables():
+    """The result tables on the page are the ones the paper-budget runs wrote, unedited."""
     page = (DOCS / "reproducing.md").read_text()
-    report = (DOCS / "results" / "quadratic" / "results.md").read_text()
-    rows = [line for line in report.splitlines() if line.startswith("| ")]
-    assert len(rows) == 7
-    for row in rows:
-        assert row in page, f"row missing from docs/reproducing.md: {row}"
+    runs = sorted(PAPER_RUNS.glob("*/results.md"))
+    assert {p.parent.name for p in runs} >= {"quadratic-corrected", "quadratic-reference"}
+    for report in runs:
+        for heading in re.findall(r"^## (Table A\d.*)$", report.read_text(), re.M):
+            rows = table_rows(report.read_text(), heading)
+            assert len(rows) >= 8, (report, heading)
+            for row in rows:
+                assert row in page, f"row of {report} missing from docs/reproducing.md: {row}"
+
+
+def test_the_claims_tables_are_the_ones_the_runs_decide():
+    """The claims table on the reproducing page and in the README is what
+    ``phys_l2o.reporting.claims`` decides from the published cells."""
+    from phys_l2o.reporting.claims import claims_markdown, decide
+
+    runs = {p: [PAPER_RUNS / f"quadratic-{p}", PAPER_RUNS / f"mnist-{p}"]
+            for p in ("corrected", "reference")}
+    table = claims_markdown(decide(runs), list(runs))
+    assert table.count("\n") >= 3
+    assert table in (DOCS / "reproducing.md").read_text()
+    assert table in (ROOT / "README.md").read_text()
 
 
 def test_api_reference_covers_every_module():

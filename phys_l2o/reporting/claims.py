@@ -26,7 +26,7 @@ from .results import as_losses
 MARGIN = 0.10
 #: the baselines of the paper's tables.
 BASELINES = ("adam", "rmsprop", "sgd", "nag")
-HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
+HOLDS, FAILS, UNDECIDED, MISSING = "holds", "does not hold", "undecided", "no run"
 
 
 def read_finals(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
@@ -104,11 +104,14 @@ CLAIMS = (
 def decide(runs: Mapping[str, Sequence[str | Path]]) -> list[dict]:
     """Each claim under each protocol: ``runs`` maps a protocol to its (quadratic, MNIST) run
     folders. Returns rows ``{"claim", protocol: {"verdict", "evidence", "seeds"}}``; a claim
-    whose methods a run lacks is ``missing``."""
+    whose run is not there (a folder that does not exist) or lacks its methods is
+    ``MISSING``."""
     finals, params = {}, {}
     for protocol, folders in runs.items():
         merged: dict[str, dict[str, np.ndarray]] = {}
         for folder in folders:
+            if not Path(folder).exists():
+                continue
             merged.update(read_finals(folder))
             for path in Path(folder, "cells").glob("*/seed-0.json"):
                 record = json.loads(path.read_text())
@@ -124,23 +127,26 @@ def decide(runs: Mapping[str, Sequence[str | Path]]) -> list[dict]:
                 seeds = {m: int(merged[label][m].shape[0]) for m in ("hnn", "lstm")
                          if m in merged[label]}
             except KeyError as missing:
-                verdict, evidence, seeds = "missing", f"no cells of {missing}", {}
+                verdict, evidence, seeds = MISSING, f"no cells of {missing}", {}
             row[protocol] = {"verdict": verdict, "evidence": evidence, "seeds": seeds}
         rows.append(row)
     try:
         verdict, evidence = fewer_weights(params)
     except KeyError as missing:
-        verdict, evidence = "missing", f"no cells of {missing}"
+        verdict, evidence = MISSING, f"no cells of {missing}"
     rows.append({"claim": "the HNN needs about 100x fewer weights than the LSTM",
                  **{p: {"verdict": verdict, "evidence": evidence, "seeds": {}} for p in runs}})
     return rows
 
 
 def claims_markdown(rows: Sequence[Mapping], protocols: Sequence[str]) -> str:
-    """The claims as a markdown table: one row per claim, one column per protocol."""
+    """The claims as a markdown table: one row per claim that some run decides, one column
+    per protocol."""
     lines = ["| the paper's claim | " + " | ".join(protocols) + " |",
              "|---|" + "---|" * len(protocols)]
     for row in rows:
+        if all(row[p]["verdict"] == MISSING for p in protocols):
+            continue
         cells = []
         for p in protocols:
             entry = row[p]
