@@ -56,7 +56,13 @@ import numpy as np
 import torch
 
 from .checks import check_output_dir, positive_int, positive_number
-from .protocols import REPORTED_LOSSES, check_protocol, reported_index, variant_under
+from .protocols import (
+    REPORTED_LOSSES,
+    check_protocol,
+    reported_index,
+    reported_loss,
+    variant_under,
+)
 from .registry import Spec, as_spec, build, load_toml, lookup, plain_data
 
 #: the format written into a sweep's ``sweep.json`` and every cell record.
@@ -424,7 +430,7 @@ class Plan:
     @property
     def reported_loss(self) -> str:
         """The loss per problem that the cells record as ``final``."""
-        return "before-last" if self.protocol == "reference" else self.sweep.reported_loss
+        return reported_loss(self.protocol, self.sweep.reported_loss)
 
     def setup(self, variant: Variant) -> tuple[Spec, dict[str, Any]]:
         """The variant's optimizer spec and settings under the plan's protocol."""

@@ -63,7 +63,7 @@ def transfer_rows(records: list[dict]) -> list[dict]:
 
 
 def watched(records: list[dict]) -> bool:
-    return any(r.get("meta_training", {}).get("monitors") for r in records)
+    return bool(transfer_rows(records))
 
 
 def train_label(plan: Plan) -> str:
