@@ -364,18 +364,30 @@ def run_and_report(args: argparse.Namespace, argv: list[str], run) -> int:
 
 
 def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
+    from . import parallel
+    from .seeding import resolve_device
+
+    # under torchrun: one data-parallel run over the ranks (parallel.py); rank 0 writes
+    ranks, device = parallel.distributed(resolve_device(args.device))
+    try:
+        return train_on(args, argv, ranks, device)
+    finally:
+        parallel.finish()
+
+
+def train_on(args: argparse.Namespace, argv: list[str], ranks, device) -> int:
+    from . import parallel
     from .meta import MetaTrainingDiverged, MetaTrainingInterrupted, meta_train, save_checkpoint
     from .presets import learned_preset
     from .reproduce import build_seeded, paper_schedule, use_compile
-    from .seeding import resolve_device
 
-    check_output_file(args.out)
     state_path = training_state_path(args.out)
-    refuse_existing([args.out, state_path], args)
-    if args.resume and not state_path.is_file():
-        raise UsageError(f"--resume: no training state at {state_path} (it is removed when a run "
-                         "ends); start again with --overwrite")
-    device = resolve_device(args.device)
+    if ranks.main:  # rank 0 alone writes (torchrun stops the other ranks if it fails here)
+        check_output_file(args.out)
+        refuse_existing([args.out, state_path], args)
+        if args.resume and not state_path.is_file():
+            raise UsageError(f"--resume: no training state at {state_path} (it is removed when "
+                             "a run ends); start again with --overwrite")
     config: dict[str, Any] = {}
     if args.config is not None:
         config = read_config(args.config)
@@ -410,8 +422,10 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         result = meta_train(optimizer, task, schedule, seed=args.seed, device=device,
                             progress=not args.no_progress, state_path=state_path,
-                            state_every=args.state_every, resume=args.resume)
+                            state_every=args.state_every, resume=args.resume, ranks=ranks)
     except MetaTrainingDiverged as error:
+        if not ranks.main:
+            return 1
         print(f"error: {error}", file=sys.stderr)
         print(f"nothing was written to {args.out}", file=sys.stderr)
         return 1
@@ -419,6 +433,8 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         return interrupted(error, argv)
     diverged = f"{result.skipped_updates} of {schedule.epochs * schedule.trajectories} " \
                "trajectories diverged (their truncation was skipped)"
+    if not ranks.main:
+        return 0
     if result.best_epoch == 0 and not args.allow_untrained:
         print(f"error: the validation loss never improved on the untrained weights "
               f"({result.best_validation:.4g}); {diverged}. Lower the meta learning rate or "
@@ -430,8 +446,9 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
                     best_validation=result.best_validation,
                     diverged_trajectories=result.skipped_updates)
     state_path.unlink(missing_ok=True)
+    where = f" on {ranks.world} processes" if ranks.world > 1 else ""
     print(f"best validation loss {result.best_validation:.4g} at epoch {result.best_epoch} "
-          f"({result.seconds:.0f} s); {diverged}; wrote {args.out}")
+          f"({result.seconds:.0f} s{where}); {diverged}; wrote {args.out}")
     return 0
 
 

@@ -15,6 +15,14 @@ known to be idle.
 (and more machines join through torchrun's rendezvous); ``distributed()`` joins them into one
 process group: gloo on CPU, NCCL (plus gloo for Python objects) on GPUs, each rank on the GPU of
 its local rank.
+
+**Data-parallel meta-training.** ``torchrun --nproc-per-node N --no-python phys-l2o train ...
+--meta-batch B`` meta-trains one optimizer on N processes: every rank draws the same meta-batch
+of B problems and optimizes its own B/N of them (``Ranks.shard``); each truncation's
+meta-gradients are averaged across the ranks (``Ranks.average``, one all-reduce) before the
+same Adam step on every rank, so the weights stay identical, and equal those of one process
+with the whole meta-batch up to float rounding. Validation is sharded the same way
+(``Ranks.sum``); rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -98,6 +106,49 @@ class Ranks:
         """Whether the work item ``index`` (of a list every rank builds the same) is this
         rank's: items are dealt round-robin."""
         return index % self.world == self.rank
+
+    def shard(self, total: int) -> slice:
+        """This rank's contiguous share of ``total`` items (shares differ by at most one; a
+        rank may get none when ``total < world``)."""
+        return slice(self.rank * total // self.world, (self.rank + 1) * total // self.world)
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum of ``value`` over the ranks (a new tensor; ``value`` itself for one)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        total = value.detach().clone()
+        dist.all_reduce(total)
+        return total
+
+    def all(self, flag: bool | torch.Tensor) -> bool:
+        """Whether ``flag`` holds on every rank (every rank gets the same answer)."""
+        if self.world == 1:
+            return bool(flag)
+        return bool(self.sum(torch.tensor(0.0 if bool(flag) else 1.0)) == 0)
+
+    def share(self, value: object) -> object:
+        """Rank 0's ``value`` on every rank (what the others pass is ignored)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value if self.main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def average(self, tensors: list[torch.Tensor]) -> None:
+        """Replace each tensor (gradients) by its mean over the ranks, in one all-reduce."""
+        if self.world == 1 or not tensors:
+            return
+        import torch.distributed as dist
+
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        dist.all_reduce(flat)
+        flat /= self.world
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+            t.copy_(part.view_as(t))
 
 
 def launched_by_torchrun() -> bool:

@@ -611,9 +611,11 @@ class Runner:
     def run(self, cell: Cell) -> dict:
         start = time.perf_counter()
         record = self.run_learned(cell) if cell.learned else self.run_baseline(cell)
+        # a resumed cell's time includes its meta-training in the processes before this one
+        earlier = record.pop("earlier_seconds", 0.0)
         record.update(format=FORMAT, method=cell.method, seed=cell.seed,
                       protocol=self.plan.protocol, reported_loss=self.plan.reported_loss,
-                      seconds=time.perf_counter() - start, device=str(self.device),
+                      seconds=time.perf_counter() - start + earlier, device=str(self.device),
                       threads=self.threads, versions=self.versions)
         return record
 
@@ -654,12 +656,14 @@ class Runner:
         state = self.plan.cell_path(cell, ".training.pt")
         state.parent.mkdir(parents=True, exist_ok=True)
         diverged = False
+        began = time.perf_counter()
         try:
             result = meta_train(optimizer, self.train_task, schedule, seed=cell.seed,
                                 device=self.device, progress=False, state_path=state,
                                 resume=state.is_file(), monitors=self.monitors)
         except MetaTrainingDiverged as error:  # the optimizer holds the best weights before
             result, diverged = error.result, True
+        earlier = max(0.0, result.seconds - (time.perf_counter() - began))
         save_checkpoint(self.plan.cell_path(cell, ".pt"), optimizer,
                         task=self.plan.sweep.train["type"], task_spec=self.plan.sweep.train,
                         sweep=self.plan.sweep.name, budget=self.plan.budget, seed=cell.seed,
@@ -680,7 +684,8 @@ class Runner:
             watched[label] = {"best_epoch": best["epoch"], "best_validation": best["validation"],
                               "validation": [h["monitors"][label] for h in result.history]}
         state.unlink(missing_ok=True)
-        return {"kind": "learned", "spec": spec, "schedule": schedule.to_dict(),
+        return {"kind": "learned", "earlier_seconds": earlier,
+                "spec": spec, "schedule": schedule.to_dict(),
                 "test_out_mul": test_out_mul, "compiled": compiled,
                 "params": optimizer.num_params(), "nfe": nfe, "targets": targets,
                 "meta_training": {"seconds": result.seconds, "best_epoch": result.best_epoch,

@@ -247,3 +247,26 @@ def test_the_command_runs_a_sweep_file(tiny, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "# A tiny sweep" in proc.stdout and "| HNN | 19 |" in proc.stdout
+
+
+def test_a_resumed_cell_counts_the_time_of_earlier_processes(tiny, tmp_path, monkeypatch):
+    import phys_l2o.meta as meta
+
+    real = meta.meta_train
+
+    def resumed(*args, **kwargs):  # as if 1000 s of meta-training ran before this process
+        result = real(*args, **kwargs)
+        result.seconds += 1000.0
+        return result
+
+    monkeypatch.setattr(meta, "meta_train", resumed)
+    started = time.perf_counter()
+    run_sweep(tiny, out=tmp_path / "out", device="cpu", progress=False, seeds=1)
+    took = time.perf_counter() - started
+    for path in (tmp_path / "out" / "cells").glob("*/*.json"):
+        record = json.loads(path.read_text())
+        if record["kind"] == "learned":
+            assert 1000.0 < record["seconds"] < 1000.0 + took
+            assert record["meta_training"]["seconds"] > 1000.0
+        else:
+            assert record["seconds"] < took

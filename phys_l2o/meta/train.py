@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from ..checks import positive_int, positive_number
 from ..optimizers.base import LearnedOptimizer, Optimizer
+from ..parallel import Ranks
 from ..registry import spec_of
 from ..seeding import make_generator
-from ..tasks.base import Problems, Task
+from ..tasks.base import Problems, Task, select
 from .checkpoint import CheckpointError, atomic_write
 from .evaluate import evaluate
 from .rollout import WINDOWS, rollout
@@ -122,10 +123,17 @@ class MetaTrainingInterrupted(KeyboardInterrupt):
 STATE_FORMAT = "phys-l2o-training-state/1"
 
 
-def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps: int) -> float:
-    """Mean final-step loss on the validation problems (``inf`` if any diverged)."""
-    final = evaluate(optimizer, task, problems, steps)[:, -1]
-    value = float(final.mean())
+def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps: int,
+                    ranks: Ranks = Ranks()) -> float:
+    """Mean final-step loss on the validation problems (``inf`` if any diverged); with several
+    ``ranks``, each evaluates its share of the problems."""
+    count = len(next(iter(problems.values())))
+    mine = ranks.shard(count)
+    if mine.stop > mine.start:
+        total = evaluate(optimizer, task, select(problems, mine), steps)[:, -1].sum()
+    else:
+        total = torch.zeros((), device=next(iter(problems.values())).device)
+    value = float(ranks.sum(total)) / count
     return value if math.isfinite(value) else math.inf
 
 
@@ -202,7 +210,8 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
                seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
                keep_last: bool = False, state_path: str | os.PathLike | None = None,
                state_every: int = 1, resume: bool = False,
-               monitors: Mapping[str, Task] | None = None) -> TrainResult:
+               monitors: Mapping[str, Task] | None = None,
+               ranks: Ranks | None = None) -> TrainResult:
     """Meta-train ``optimizer`` in place on ``task``; it ends with its best weights loaded.
 
     The best weights are those with the lowest validation loss after an epoch (the untrained
@@ -228,6 +237,12 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
             after every epoch each is validated like the training task, on its own fixed
             problems (from the validation pool), and recorded in ``history``; the weights of
             each one's best epoch are kept in ``result.monitors``. They choose nothing.
+        ranks: this process's place in a data-parallel run (``parallel.distributed``):
+            every rank draws the same meta-batch and optimizes its share of it, the
+            meta-gradients are averaged across ranks before each meta-step, validation is
+            sharded, and rank 0 alone shows progress and writes the training state. The
+            weights equal those of one process with the whole meta-batch, up to float
+            rounding. ``None``: one process.
 
     Raises:
         MetaTrainingDiverged: if every trajectory of an epoch produced a non-finite
@@ -241,6 +256,11 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
     positive_int("state_every", state_every)
     if resume and state_path is None:
         raise ValueError("resume needs the state_path of the run to continue")
+    ranks = Ranks() if ranks is None else ranks
+    if schedule.meta_batch % ranks.world:
+        raise ValueError(f"meta_batch {schedule.meta_batch} does not split evenly over "
+                         f"{ranks.world} processes; use a multiple of {ranks.world}")
+    share = ranks.shard(schedule.meta_batch)
     optimizer.to(device)
     train_gen = make_generator(seed, "meta-train")
     pool = schedule.validation_pool
@@ -255,8 +275,8 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
                for name, t in (monitors or {}).items()}
 
     def validate() -> tuple[float, dict[str, float]]:
-        return (validation_loss(optimizer, validation_task, validation, schedule.steps),
-                {name: validation_loss(optimizer, t, problems, schedule.steps)
+        return (validation_loss(optimizer, validation_task, validation, schedule.steps, ranks),
+                {name: validation_loss(optimizer, t, problems, schedule.steps, ranks)
                  for name, (t, problems) in watched.items()})
 
     def watch(epoch: int, values: dict[str, float]) -> None:
@@ -269,8 +289,10 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
     start = time.perf_counter()
     first_epoch, elapsed = 1, 0.0
     if resume:
-        saved = load_training_state(state_path, optimizer=optimizer, schedule=schedule,
-                                    seed=seed)
+        # rank 0 reads the state (its file need not be visible to the other machines)
+        saved = ranks.share(load_training_state(state_path, optimizer=optimizer,
+                                                schedule=schedule, seed=seed)
+                            if ranks.main else None)
         optimizer.load_state_dict(saved["weights"])
         meta_opt.load_state_dict(saved["meta_optimizer"])
         train_gen.set_state(saved["train_generator"])
@@ -291,12 +313,13 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
 
     def meta_step(meta_loss: Tensor) -> bool:
         nonlocal skipped
-        if not torch.isfinite(meta_loss):
+        if not ranks.all(torch.isfinite(meta_loss)):
             skipped += 1
             return False
         meta_opt.zero_grad(set_to_none=True)
         meta_loss.backward()
         grads = [p.grad for p in optimizer.parameters() if p.grad is not None]
+        ranks.average(grads)  # identical on every rank from here on
         if not all(torch.isfinite(g).all() for g in grads):
             skipped += 1
             return False
@@ -313,12 +336,14 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
         nonlocal saved_epoch
         if state_path is not None:
             record_time()
-            save_training_state(state_path, optimizer=optimizer, meta_opt=meta_opt,
-                                train_gen=train_gen, epoch=epoch, result=result,
-                                schedule=schedule, seed=seed)
+            if ranks.main:
+                save_training_state(state_path, optimizer=optimizer, meta_opt=meta_opt,
+                                    train_gen=train_gen, epoch=epoch, result=result,
+                                    schedule=schedule, seed=seed)
             saved_epoch = epoch
 
-    bar = tqdm(total=schedule.epochs * schedule.trajectories, disable=not progress,
+    bar = tqdm(total=schedule.epochs * schedule.trajectories,
+               disable=not (progress and ranks.main),
                initial=(first_epoch - 1) * schedule.trajectories,
                desc=f"meta-train {getattr(optimizer, 'name', 'optimizer')}", unit="traj")
     try:
@@ -328,6 +353,8 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
             diverged_before = skipped
             for _ in range(schedule.trajectories):
                 problems = task.sample(schedule.meta_batch, train_gen, device)
+                if ranks.world > 1:
+                    problems = select(problems, share)
                 rollout(optimizer, task, problems, schedule.steps,
                         truncation=schedule.unroll, meta_step=meta_step,
                         window=schedule.loss_window)
