@@ -376,7 +376,6 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def train_on(args: argparse.Namespace, argv: list[str], ranks, device) -> int:
-    from . import parallel
     from .meta import MetaTrainingDiverged, MetaTrainingInterrupted, meta_train, save_checkpoint
     from .presets import learned_preset
     from .reproduce import build_seeded, paper_schedule, use_compile

@@ -124,9 +124,10 @@ STATE_FORMAT = "phys-l2o-training-state/1"
 
 
 def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps: int,
-                    ranks: Ranks = Ranks()) -> float:
+                    ranks: Ranks | None = None) -> float:
     """Mean final-step loss on the validation problems (``inf`` if any diverged); with several
     ``ranks``, each evaluates its share of the problems."""
+    ranks = Ranks() if ranks is None else ranks
     count = len(next(iter(problems.values())))
     mine = ranks.shard(count)
     if mine.stop > mine.start:
