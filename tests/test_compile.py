@@ -85,3 +85,21 @@ def test_a_piece_that_cannot_be_compiled_is_refused_at_once():
         optimizer.compile_step()
     assert "step" not in optimizer.__dict__
     assert use_compile(None, "paper", [optimizer]) is False   # auto mode stays eager
+
+
+@needs_compiler
+def test_a_forced_compile_mode_runs_and_matches_eager():
+    """The mode a GPU's evaluation steps use (CUDA graphs there; plain compilation on the CPU)."""
+    gen = torch.Generator().manual_seed(0)
+    params, grad = torch.randn(2, 30, generator=gen), torch.randn(2, 30, generator=gen)
+    optimizer = paper_optimizer("quadratic", "hnn", seed=1)
+    state = optimizer.init_state(params, (30,))
+    with torch.no_grad():
+        expected = optimizer.step(params, grad, state)[0]
+        compiled = optimizer.compile_step(mode="reduce-overhead").step
+        assert compiled.mode_for(params) == "reduce-overhead"
+        torch.testing.assert_close(compiled(params, grad, state)[0], expected, rtol=1e-5,
+                                   atol=1e-7)
+    assert set(compiled.compiled) == {"reduce-overhead"}
+    # unforced, a CPU step uses the default mode with or without meta-gradients
+    assert optimizer.compile_step().step.mode_for(params) is None

@@ -21,8 +21,11 @@ FAST = ["--budget", "smoke", "--no-progress", "--device", "cpu"]
 
 def cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Ctrl-C as in a terminal, even where the tests run in a background job (which ignores it)
     return subprocess.Popen([sys.executable, "-m", "phys_l2o.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            **kwargs)
 
 
 @pytest.mark.parametrize("out, message", [

@@ -321,7 +321,8 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
         meta_loss.backward()
         grads = [p.grad for p in optimizer.parameters() if p.grad is not None]
         ranks.average(grads)  # identical on every rank from here on
-        if not all(torch.isfinite(g).all() for g in grads):
+        # one host synchronisation per truncation, none per step
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
             skipped += 1
             return False
         meta_opt.step()
