@@ -130,8 +130,8 @@ def test_alias_grad_changes_nothing_with_preprocessing_or_in_evaluation(quadrati
     with torch.no_grad():
         torch.testing.assert_close(rollout(plain, task, problems, 30),
                                    rollout(aliased, task, problems, 30), rtol=0, atol=0)
-    # the aliased input stays aliased in compiled steps (its kernels are element-wise only)
-    assert aliased.uncompilable_pieces() == plain.uncompilable_pieces() == []
+    assert aliased.uncompilable_pieces() == ["LSTMOptimizer"]
+    assert plain.uncompilable_pieces() == []
 
 
 def test_the_window_before_sums_the_losses_before_each_update(quadratic):

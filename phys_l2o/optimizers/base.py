@@ -90,6 +90,8 @@ class LearnedOptimizer(nn.Module):
 
     #: the name under which the optimizer is registered (used in checkpoints and reports).
     name: str = "learned"
+    #: inductor options of ``compile_step`` (a class may tune its compiled code).
+    compile_options: dict[str, Any] = {}
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> tuple:
         raise NotImplementedError
@@ -144,7 +146,8 @@ class LearnedOptimizer(nn.Module):
             RuntimeError: no C++ compiler was found (see ``compile_available``), or a piece of
                 the optimizer cannot be compiled (its class sets ``compilable = False``, as
                 ``ScalarPotentialMLP`` does, whose ``dV/dq`` is a derivative inside the step,
-                and the adaptive ODE flows, whose step size depends on the data).
+                the adaptive ODE flows, whose step size depends on the data, and the LSTM with
+                ``alias_grad``).
         """
         self.__dict__.pop("step", None)
         if enabled:
@@ -152,8 +155,9 @@ class LearnedOptimizer(nn.Module):
             if blocked:
                 raise RuntimeError(f"this optimizer cannot be compiled: {', '.join(blocked)} "
                                    "does what torch.compile does not trace (a derivative or a "
-                                   "step size inside the step; see its docstring); run it in "
-                                   "eager mode (compile_step(False), `--no-compile`)")
+                                   "step size inside the step, or an input aliased on purpose; "
+                                   "see its docstring); run it in eager mode "
+                                   "(compile_step(False), `--no-compile`)")
             if not compile_available():
                 raise RuntimeError("torch.compile needs a C++ compiler for CPU code and none was "
                                    "found (set $CXX or install g++ or clang++); or run in eager "
@@ -163,15 +167,16 @@ class LearnedOptimizer(nn.Module):
             # one compiled variant per shape, grad mode and state layout; meta-training,
             # validation and test sizes of a few optimizers exceed the default limit of 8
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-            self.step = CompiledStep(self.step, mode)
+            self.step = CompiledStep(self.step, mode, self.compile_options)
         return self
 
 
 class CompiledStep:
     """A step compiled once per mode (see ``LearnedOptimizer.compile_step``)."""
 
-    def __init__(self, step: Callable, mode: str | None) -> None:
-        self.eager, self.mode, self.compiled = step, mode, {}
+    def __init__(self, step: Callable, mode: str | None,
+                 options: dict[str, Any] | None = None) -> None:
+        self.eager, self.mode, self.options, self.compiled = step, mode, options or {}, {}
 
     def mode_for(self, params: Tensor) -> str | None:
         if self.mode is not None:
@@ -182,7 +187,9 @@ class CompiledStep:
         mode = self.mode_for(params)
         step = self.compiled.get(mode)
         if step is None:
-            step = self.compiled[mode] = torch.compile(self.eager, dynamic=False, mode=mode)
+            # torch.compile takes a mode or options; the default mode takes the options
+            how = {"mode": mode} if mode is not None else {"options": self.options}
+            step = self.compiled[mode] = torch.compile(self.eager, dynamic=False, **how)
         if mode == "reduce-overhead" and params.is_cuda:
             torch.compiler.cudagraph_mark_step_begin()
         return step(params, grad, state)

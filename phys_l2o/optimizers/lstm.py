@@ -7,12 +7,14 @@ input the (optionally preprocessed) gradient; ``theta' = theta + out_mul * outpu
 ``nn.LSTMCell`` modules, so checkpoints are those of the cells), in a layout made for one cell
 shared by many coordinates: states are ``(hidden, rows)``, so the gates of all rows come from
 one matrix product ``[W_ih W_hh b] @ [x; h; 1]`` of shape ``(4 hidden, rows)`` and each gate
-is a contiguous block; the element-wise work of a layer (four activations, the new cell and
-hidden state) is one function, compiled into one loop by ``compile_step``. Its backward pass
-(``LSTMCellFunction``) is written out: it recomputes the activations from the saved gates
-instead of storing them, and forms the weight gradients as ``[x; h] @ dgates^T``, which
-splits over threads along the rows. ``tests/test_optimizers.py`` checks values and
-meta-gradients against ``nn.LSTMCell``.
+is a contiguous block that the element-wise work (four activations, the new cell and hidden
+state) reads in long vectors. Its backward pass (``LSTMCellFunction``) is written out: it
+recomputes the activations from the saved gates instead of storing them, and forms the weight
+gradients as ``[x; h] @ dgates^T``, which splits over threads along the rows.
+``compile_step`` compiles the whole step, forward and written-out backward, which fuses each
+layer's element-wise work into one loop (with ``tanh`` computed through ``exp``:
+``compile_options``). ``tests/test_optimizers.py`` checks values and meta-gradients against
+``nn.LSTMCell``, eager and compiled.
 """
 
 from __future__ import annotations
@@ -55,28 +57,6 @@ def cell_update_backward(gates: Tensor, c: Tensor, c_new: Tensor, dh: Tensor,
     return dgates, dc * f
 
 
-class _Kernels:
-    """The element-wise functions of a step, eager or compiled (one loop each)."""
-
-    def __init__(self, compiled: bool) -> None:
-        if compiled:
-            # tanh through exp: the compiler's own vectorized tanh is several times slower
-            options = {"cpp.use_decompose_tanh": True}
-            self.update = torch.compile(cell_update, dynamic=False, options=options)
-            self.backward = torch.compile(cell_update_backward, dynamic=False, options=options)
-        else:
-            self.update, self.backward = cell_update, cell_update_backward
-
-
-_KERNELS: dict[bool, _Kernels] = {}
-
-
-def kernels(compiled: bool) -> _Kernels:
-    if compiled not in _KERNELS:
-        _KERNELS[compiled] = _Kernels(compiled)
-    return _KERNELS[compiled]
-
-
 class LSTMCellFunction(torch.autograd.Function):
     """One ``nn.LSTMCell`` step on ``(features, rows)`` inputs, with its backward written out.
 
@@ -85,18 +65,17 @@ class LSTMCellFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
-                bias: Tensor, compiled: bool) -> tuple[Tensor, Tensor]:
+                bias: Tensor) -> tuple[Tensor, Tensor]:
         ones = x.new_ones(1, x.shape[1])
         gates = torch.mm(torch.cat([w_ih, w_hh, bias[:, None]], 1), torch.cat([x, h, ones]))
-        h_new, c_new = kernels(compiled).update(gates, c)
+        h_new, c_new = cell_update(gates, c)
         ctx.save_for_backward(x, h, c, w_ih, w_hh, gates, c_new)
-        ctx.compiled = compiled
         return h_new, c_new
 
     @staticmethod
     def backward(ctx, dh: Tensor, dc: Tensor):
         x, h, c, w_ih, w_hh, gates, c_new = ctx.saved_tensors
-        dgates, dc_prev = kernels(ctx.compiled).backward(gates, c, c_new, dh, dc)
+        dgates, dc_prev = cell_update_backward(gates, c, c_new, dh, dc)
         need = ctx.needs_input_grad
         dx = dh_prev = dw_ih = dw_hh = db = None
         if need[0] or need[1]:
@@ -108,7 +87,7 @@ class LSTMCellFunction(torch.autograd.Function):
             dw_ih, dw_hh = dw[:, :x.shape[0]], dw[:, x.shape[0]:]
         if need[5]:
             db = dgates.sum(1)
-        return dx, dh_prev, dc_prev, dw_ih, dw_hh, db, None
+        return dx, dh_prev, dc_prev, dw_ih, dw_hh, db
 
 
 class LSTMState(NamedTuple):
@@ -137,12 +116,14 @@ class LSTMOptimizer(LearnedOptimizer):
             later steps add their gradients in place. The forward pass is unchanged; the
             meta-gradient of the first layer's input weights is computed from that summed
             gradient (about 7x too large on the quadratic). With preprocessing the LSTM reads a
-            new tensor and the switch changes nothing, as in the original.
+            new tensor and the switch changes nothing, as in the original. Not compilable.
     """
 
     name = "lstm"
     #: protocol switches, named in a spec only when on
     spec_quiet = ("alias_grad",)
+    #: tanh through exp: the compiler's own vectorized tanh is several times slower
+    compile_options = {"cpp.use_decompose_tanh": True}
 
     def __init__(self, *, preprocessing: bool | Mapping[str, Any] | str | nn.Module = False,
                  hidden: int = 20, layers: int = 2, out_mul: float = 1.0,
@@ -158,7 +139,8 @@ class LSTMOptimizer(LearnedOptimizer):
         self.hidden = hidden
         self.out_mul = out_mul
         self.alias_grad = bool(alias_grad)
-        self.compiled = False
+        # ``torch.compile`` would copy the input it saves for the backward pass
+        self.compilable = not self.alias_grad
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> LSTMState:
         check_init(params, segments)
@@ -177,15 +159,6 @@ class LSTMOptimizer(LearnedOptimizer):
                                segments: Sequence[int]) -> LSTMState:
         return LSTMState(*(tuple(fields[f"{kind}{i}"].t().contiguous()
                                  for i in range(len(self.cells))) for kind in "hc"))
-
-    def compile_step(self, enabled: bool = True, *, mode: str | None = None) -> LSTMOptimizer:
-        """Compile the element-wise work of each layer (forward and backward) into one loop
-        each; the matrix products stay library calls. Same checks as
-        ``LearnedOptimizer.compile_step``; ``mode`` is ignored."""
-        super().compile_step(enabled)
-        self.__dict__.pop("step", None)  # the step itself stays eager around its kernels
-        self.compiled = bool(enabled)
-        return self
 
     def _aliased(self, grad: Tensor, state: LSTMState) -> tuple[Tensor, tuple[Tensor, ...]]:
         """The input and ``shared`` state under ``alias_grad`` while meta-training."""
@@ -206,7 +179,7 @@ class LSTMOptimizer(LearnedOptimizer):
         hs, cs = [], []
         for cell, h, c in zip(self.cells, state.h, state.c):
             h, c = LSTMCellFunction.apply(x, h, c, cell.weight_ih, cell.weight_hh,
-                                          cell.bias_ih + cell.bias_hh, self.compiled)
+                                          cell.bias_ih + cell.bias_hh)
             hs.append(h)
             cs.append(c)
             x = h
