@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import evaluate_rate, meta_train_rate
+from common import evaluate_rate, meta_train_rate, mnist_root
 
 from phys_l2o import build
 from phys_l2o.presets import PAPER_BASELINES, PAPER_LEARNED
@@ -29,7 +29,6 @@ from phys_l2o.tasks import MNISTTask
 
 #: problem-steps per second of the original code (meta-training, evaluation).
 REFERENCE = {"hnn": (60.0, 150.0), "lstm": (10.0, 80.0), "adam": (None, 260.0)}
-OFFLINE_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def make_optimizer(name: str, compile_step: bool = False):
@@ -83,9 +82,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    root = args.data_root
-    if root is None and (OFFLINE_DATA / "MNIST" / "raw").is_dir():
-        root = OFFLINE_DATA
+    root = mnist_root(args.data_root)
     start = time.perf_counter()
     task = MNISTTask("sigmoid", steps=args.steps, data_root=root)
     print(f"MNIST sigmoid 784-20-10, batches of {task.batch_size}; data: {task.data_split} "

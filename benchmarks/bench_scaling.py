@@ -19,14 +19,12 @@ import os
 from pathlib import Path
 
 import torch
-from common import evaluate_rate, meta_train_rate
+from common import evaluate_rate, meta_train_rate, mnist_root
 
 from phys_l2o.presets import PAPER_LEARNED
 from phys_l2o.reproduce import paper_optimizer
 from phys_l2o.seeding import resolve_device
 from phys_l2o.tasks import MNISTTask, QuadraticTask
-
-OFFLINE_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,9 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.task == "quadratic":
         task = QuadraticTask()
     else:
-        root = args.data_root
-        if root is None and (OFFLINE_DATA / "MNIST" / "raw").is_dir():
-            root = OFFLINE_DATA
+        root = mnist_root(args.data_root)
         task = MNISTTask("sigmoid", steps=args.steps, data_root=root, device=device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores")

@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
 from phys_l2o.meta import evaluate, rollout
 from phys_l2o.seeding import make_generator
+
+#: an MNIST folder beside the project, used when no --data-root is given and it exists.
+OFFLINE_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def mnist_root(data_root: str | None) -> str | Path | None:
+    """``data_root``, else the offline folder beside the project if it holds MNIST/raw/, else
+    ``None`` (the task then looks in PHYS_L2O_DATA or the user cache, downloading there)."""
+    if data_root is None and (OFFLINE_DATA / "MNIST" / "raw").is_dir():
+        return OFFLINE_DATA
+    return data_root
 
 
 def meta_train_rate(optimizer, task, batch: int, steps: int, unroll: int, repeats: int = 3,

@@ -128,12 +128,12 @@ def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps:
     """Mean final-step loss on the validation problems (``inf`` if any diverged); with several
     ``ranks``, each evaluates its share of the problems."""
     ranks = Ranks() if ranks is None else ranks
-    count = len(next(iter(problems.values())))
-    mine = ranks.shard(count)
+    first = next(iter(problems.values()))
+    count, mine = len(first), ranks.shard(len(first))
     if mine.stop > mine.start:
         total = evaluate(optimizer, task, select(problems, mine), steps)[:, -1].sum()
-    else:
-        total = torch.zeros((), device=next(iter(problems.values())).device)
+    else:  # more ranks than problems: this one has none
+        total = torch.zeros((), device=first.device)
     value = float(ranks.sum(total)) / count
     return value if math.isfinite(value) else math.inf
 
