@@ -368,11 +368,8 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from .seeding import resolve_device
 
     # under torchrun: one data-parallel run over the ranks (parallel.py); rank 0 writes
-    ranks, device = parallel.distributed(resolve_device(args.device))
-    try:
+    with parallel.joined(resolve_device(args.device)) as (ranks, device):
         return train_on(args, argv, ranks, device)
-    finally:
-        parallel.finish()
 
 
 def train_on(args: argparse.Namespace, argv: list[str], ranks, device) -> int:

@@ -159,7 +159,7 @@ def distributed(device: torch.device) -> tuple[Ranks, torch.device]:
     """Join the process group of a ``torchrun`` launch (a no-op for one process).
 
     Returns this process's ranks and its device: under torchrun on CUDA, the GPU of its local
-    rank. Call ``finish()`` at the end."""
+    rank. ``joined`` wraps it and leaves the group at the end."""
     if not launched_by_torchrun():
         return Ranks(), device
     import torch.distributed as dist
@@ -199,10 +199,28 @@ def barrier(ranks: Ranks) -> None:
         dist.barrier()
 
 
-def finish() -> None:
-    """Leave the process group, if one was joined."""
+@contextmanager
+def joined(device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
+    """``distributed(device)`` for the duration of a block; yields its ranks and device.
+
+    On leaving the block normally every rank waits for the others (a barrier) before the
+    process group is destroyed: a rank that destroyed its side while another still worked
+    (rank 0 writing its reports) made gloo abort the run at exit ("terminate called without
+    an active exception"). Leaving by an exception skips the wait: the others may never come."""
+    ranks, device = distributed(device)
+    try:
+        yield ranks, device
+    except BaseException:
+        _leave(wait=False)
+        raise
+    _leave(wait=True)
+
+
+def _leave(wait: bool) -> None:
     if launched_by_torchrun():
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()

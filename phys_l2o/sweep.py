@@ -757,8 +757,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         if blocked:
             raise SweepError(f"--compile: these variants cannot be compiled: {blocked}; leave "
                              "--compile out (the default compiles the variants that can be)")
-    ranks, device = parallel.distributed(resolve_device(device))
-    try:
+    with parallel.joined(resolve_device(device)) as (ranks, device):
         mode = check_folder(plan, overwrite)
         parallel.barrier(ranks)  # every rank has checked its folder before any is changed
         if ranks.local_rank == 0:  # each machine prepares its own --out
@@ -821,8 +820,6 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
                 "reused_cells": reused, "seconds": time.perf_counter() - started,
                 "data_notes": runner.notes if runner else []}
         return write_reports(plan, [done[c] for c in cells], meta)
-    finally:
-        parallel.finish()
 
 
 def plural(count: int, word: str) -> str:
