@@ -75,13 +75,16 @@ def _collectives(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def test_the_collectives_average_sum_and_agree(tmp_path):
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_collectives, args=(port, str(tmp_path / "r")), nprocs=2)
+        return s.getsockname()[1]
+
+
+def test_the_collectives_average_sum_and_agree(tmp_path):
+    torch.multiprocessing.spawn(_collectives, args=(free_port(), str(tmp_path / "r")), nprocs=2)
     for rank in range(2):
         result = torch.load(tmp_path / f"r-{rank}.pt")
         torch.testing.assert_close(result["average"][0], torch.full((2, 3), 1.5))
@@ -89,3 +92,27 @@ def test_the_collectives_average_sum_and_agree(tmp_path):
         assert float(result["sum"]) == 3.0
         assert result["all"] == [True, False]
         assert result["share"] == {"epoch": 7}
+
+
+def _leave_together(rank: int, port: int, out: str) -> None:
+    import time
+
+    from phys_l2o import parallel
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    with parallel.joined(torch.device("cpu")) as (ranks, _):
+        assert ranks == Ranks(rank, 2, rank)
+        if ranks.main:  # rank 0 still works (writes its reports) when rank 1 is done
+            time.sleep(1.0)
+        worked = time.time()
+    torch.save({"worked": worked, "left": time.time()}, f"{out}-{rank}.pt")
+
+
+def test_ranks_leave_the_process_group_together(tmp_path):
+    # a rank that destroyed its side of the group while rank 0 still worked made gloo abort
+    # the run at exit now and then; ``joined`` makes every rank wait for the others first
+    torch.multiprocessing.spawn(_leave_together, args=(free_port(), str(tmp_path / "r")),
+                                nprocs=2)
+    zero, one = (torch.load(tmp_path / f"r-{rank}.pt") for rank in range(2))
+    assert one["left"] >= zero["worked"]
