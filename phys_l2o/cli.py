@@ -507,10 +507,15 @@ def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv in ([], ["-h"], ["--help"]):
         build_parser(full=False).parse_args(argv)  # prints the help (or the usage) and exits
     args = build_parser().parse_args(argv)
+    if from_command_line:  # a process of its own (parallel.py, "Memory")
+        from .parallel import keep_freed_memory
+
+        keep_freed_memory()
     try:
         from .parallel import thread_policy
 

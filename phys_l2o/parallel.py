@@ -11,6 +11,15 @@ takes 74 s with one thread and 46 s with two on an idle machine, but 77 s and 12
 another process keeps a core busy. ``--threads N`` overrides the default where the machine is
 known to be idle.
 
+**Memory.** A learned optimizer's step allocates and frees tensors of megabytes (an MNIST
+LSTM's gates are 5 MB per layer and problem) thousands of times a second. With glibc's
+defaults such blocks are mapped from the kernel and given back at every free, so each step
+faults its memory in again: an MNIST LSTM meta-training process spent about a sixth of its CPU
+time in the kernel (10 million page faults in two epochs). The ``phys-l2o`` command therefore
+keeps freed memory in the process for reuse (``keep_freed_memory``): page faults fall 15-20x
+and the kernel's share to about 2%, at the price of a larger resident size (2.2-2.7 GB instead
+of 1.9 GB for that run).
+
 **Ranks.** ``torchrun --nproc-per-node N --no-python phys-l2o sweep ...`` starts N processes
 (and more machines join through torchrun's rendezvous); ``distributed()`` joins them into one
 process group: gloo on CPU, NCCL (plus gloo for Python objects) on GPUs, each rank on the GPU of
@@ -27,8 +36,10 @@ with the whole meta-batch up to float rounding. Validation is sharded the same w
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,6 +98,25 @@ def configure_threads(requested: int | None = None) -> int:
     except RuntimeError:  # already set, or parallel work has started: leave it
         pass
     return threads
+
+
+#: glibc's ``mallopt`` parameters
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Make the C allocator keep freed memory for reuse instead of returning it to the kernel
+    (glibc's ``mallopt``: no blocks mapped apart, no trimming of the heap below 2 GiB free).
+    A process-wide setting for the rest of the process; returns whether it applied (False
+    where the C library is not glibc)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 @dataclass(frozen=True)

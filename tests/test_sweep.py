@@ -3,6 +3,7 @@ torchrun (2 gloo processes), the thread policy."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -239,6 +240,31 @@ def test_the_thread_policy(monkeypatch, tiny, tmp_path):
                    for p in (tmp_path / "t").glob("cells/*/*.json"))
     finally:
         torch.set_num_threads(before)
+
+
+MAPPED_BLOCKS = """
+import ctypes, sys, torch
+from phys_l2o.parallel import keep_freed_memory
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+before = libc.mallinfo2().hblks
+block = torch.ones(16 * 2**20)  # 64 MiB
+print(kept, libc.mallinfo2().hblks - before)
+"""
+
+
+def test_freed_memory_is_kept_for_reuse():
+    # glibc maps large blocks apart and unmaps them at every free: a step's megabytes are
+    # faulted in again at every step; the command's processes keep them (parallel.py)
+    if not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("needs glibc 2.33 or later (mallinfo2)")
+    outputs = [subprocess.run([sys.executable, "-c", MAPPED_BLOCKS, how], capture_output=True,
+                              text=True, check=True).stdout.split() for how in ("default", "keep")]
+    assert outputs == [["None", "1"], ["True", "0"]]
 
 
 def test_the_command_runs_a_sweep_file(tiny, tmp_path):
