@@ -512,13 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv in ([], ["-h"], ["--help"]):
         build_parser(full=False).parse_args(argv)  # prints the help (or the usage) and exits
     args = build_parser().parse_args(argv)
-    if from_command_line:  # a process of its own (parallel.py, "Memory")
-        from .parallel import keep_freed_memory
+    from .parallel import keep_freed_memory, thread_policy
 
+    if from_command_line:  # a process of its own (parallel.py, "Memory")
         keep_freed_memory()
     try:
-        from .parallel import thread_policy
-
         with thread_policy(args.threads):
             if args.command == "reproduce":
                 return cmd_reproduce(args, argv)

@@ -16,7 +16,7 @@ LSTM's gates are 5 MB per layer and problem) thousands of times a second. With g
 defaults such blocks are mapped from the kernel and given back at every free, so each step
 faults its memory in again: an MNIST LSTM meta-training process spent about a sixth of its CPU
 time in the kernel (10 million page faults in two epochs). The ``phys-l2o`` command therefore
-keeps freed memory in the process for reuse (``keep_freed_memory``): page faults fall 15-20x
+keeps freed memory in the process for reuse (``keep_freed_memory``): page faults fall ~20x
 and the kernel's share to about 2%, at the price of a larger resident size (2.2-2.7 GB instead
 of 1.9 GB for that run).
 

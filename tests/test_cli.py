@@ -13,6 +13,21 @@ from phys_l2o.cli import main
 NAMES = {"hnn", "lstm", "adam", "rmsprop", "sgd", "nag"}
 
 
+def test_only_the_commands_own_process_keeps_freed_memory(monkeypatch, tmp_path, capsys):
+    # a process-wide allocator setting (parallel.py, "Memory"): the command applies it to its
+    # own process; a program that calls main([...]) keeps its allocator as it is
+    import phys_l2o.parallel as parallel
+
+    calls = []
+    monkeypatch.setattr(parallel, "keep_freed_memory", lambda: calls.append(1) or True)
+    # a missing checkpoint: a quick way through main, past the parsing of the options
+    argv = ["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--task", "quadratic"]
+    assert main(argv) == 2 and calls == []
+    monkeypatch.setattr(sys, "argv", ["phys-l2o", *argv])
+    assert main() == 2 and calls == [1]
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
 def test_reproduce_quadratic_smoke_writes_reports(tmp_path):
     out = tmp_path / "quad"
     assert main(["reproduce", "quadratic", "--budget", "smoke", "--out", str(out),
