@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from phys_l2o.sweep import load_sweep, run_sweep
+from phys_l2o.experiments.runner import run_sweep
+from phys_l2o.experiments.spec import load_sweep
 
 HERE = Path(__file__).resolve().parent
 

@@ -23,8 +23,7 @@ import torch
 from common import evaluate_rate, meta_train_rate, mnist_root
 
 from phys_l2o import build
-from phys_l2o.presets import PAPER_BASELINES, PAPER_LEARNED
-from phys_l2o.reproduce import paper_optimizer
+from phys_l2o.experiments.paper import paper_baselines, paper_learned, paper_optimizer
 from phys_l2o.tasks import MNISTTask
 
 #: problem-steps per second of the original code (meta-training, evaluation).
@@ -34,8 +33,9 @@ REFERENCE = {"hnn": (60.0, 150.0), "lstm": (10.0, 80.0), "adam": (None, 260.0)}
 def make_optimizer(name: str, compile_step: bool = False):
     """The paper's MNIST configuration of ``name`` (Adam at its sigmoid-net learning rate)."""
     if name == "adam":
-        return build(PAPER_BASELINES["mnist-sigmoid"]["adam"])
-    return paper_optimizer("mnist", name, seed=0).compile_step(compile_step)
+        return build(paper_baselines("mnist")["adam"])
+    optimizer = paper_optimizer("mnist", name, seed=0)
+    return optimizer.compiled() if compile_step else optimizer
 
 
 def measure(name: str, mode: str, task: MNISTTask, batch: int, steps: int,
@@ -43,7 +43,7 @@ def measure(name: str, mode: str, task: MNISTTask, batch: int, steps: int,
     """Median problem-steps per second over ``repeats`` runs, after a warm-up run."""
     optimizer = make_optimizer(name, compile_step)
     if mode == "meta-train":
-        unroll = PAPER_LEARNED["mnist"][name]["unroll"]
+        unroll = paper_learned("mnist")[name]["unroll"]
         return meta_train_rate(optimizer, task, batch, steps, unroll, repeats)
     return evaluate_rate(optimizer, task, batch, steps, repeats)
 

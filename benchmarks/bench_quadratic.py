@@ -12,8 +12,7 @@ import argparse
 import torch
 from common import evaluate_rate, meta_train_rate, print_table
 
-from phys_l2o.presets import PAPER_LEARNED
-from phys_l2o.reproduce import paper_optimizer
+from phys_l2o.experiments.paper import paper_learned, paper_optimizer
 from phys_l2o.seeding import resolve_device
 from phys_l2o.tasks import QuadraticTask
 
@@ -37,8 +36,9 @@ def main() -> None:
     rows = []
     for name in ("hnn", "lstm"):
         optimizer = paper_optimizer("quadratic", name, seed=0).to(device)
-        optimizer.compile_step(args.compile)
-        unroll = PAPER_LEARNED["quadratic"][name]["unroll"]
+        if args.compile:
+            optimizer = optimizer.compiled()
+        unroll = paper_learned("quadratic")[name]["unroll"]
         for batch in args.batches:
             train = meta_train_rate(optimizer, task, batch, 100, unroll, args.repeats, device)
             ev = evaluate_rate(optimizer, task, batch, 100, args.repeats, device)

@@ -21,8 +21,7 @@ from pathlib import Path
 import torch
 from common import evaluate_rate, meta_train_rate, mnist_root
 
-from phys_l2o.presets import PAPER_LEARNED
-from phys_l2o.reproduce import paper_optimizer
+from phys_l2o.experiments.paper import paper_learned, paper_optimizer
 from phys_l2o.seeding import resolve_device
 from phys_l2o.tasks import MNISTTask, QuadraticTask
 
@@ -62,8 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for opt_name in args.optimizers:
         optimizer = paper_optimizer(args.task, opt_name, seed=0).to(device)
-        optimizer.compile_step(args.compile)
-        unroll = PAPER_LEARNED[args.task][opt_name]["unroll"]
+        if args.compile:
+            optimizer = optimizer.compiled()
+        unroll = paper_learned(args.task)[opt_name]["unroll"]
         for phase in ("meta-train", "evaluate"):
             first = None
             for batch in args.batches:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from phys_l2o.meta import evaluate, rollout
+from phys_l2o.meta import evaluate
+from phys_l2o.meta.estimators import truncated_rollout
 from phys_l2o.seeding import make_generator
 
 #: an MNIST folder beside the project, used when no --data-root is given and it exists.
@@ -42,7 +43,7 @@ def meta_train_rate(optimizer, task, batch: int, steps: int, unroll: int, repeat
 
     def once():
         problems = task.sample(batch, gen, device)
-        rollout(optimizer, task, problems, steps, truncation=unroll, meta_step=meta_step)
+        truncated_rollout(optimizer, task, problems, steps, unroll, meta_step)
 
     return _rate(once, batch * steps, repeats, device)
 

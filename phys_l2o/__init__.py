@@ -29,11 +29,13 @@ _EXPORTS = {
                      "ParameterStateOptimizer", "TorchOptimizer", "momentum_sgd",
                      "paper_field"], "optimizers"),
     "PortHamiltonianField": "physics",
-    **dict.fromkeys(["KINDS", "SpecError", "build", "load_toml", "register", "registered",
-                     "spec_of", "to_toml"], "registry"),
+    **dict.fromkeys(["KINDS", "SpecError", "build", "register", "registered", "spec_of"],
+                    "registry"),
+    **dict.fromkeys(["load_toml", "to_toml"], "config"),
     **dict.fromkeys(["method_entries", "method_table", "plot_curves", "summarize_methods"],
                     "reporting"),
-    **dict.fromkeys(["Sweep", "SweepError", "load_sweep", "run_sweep"], "sweep"),
+    **dict.fromkeys(["Sweep", "SweepError", "load_sweep"], "experiments.spec"),
+    "run_sweep": "experiments.runner",
     "make_generator": "seeding",
     **dict.fromkeys(["MNISTTask", "ModuleTask", "QuadraticTask", "Task"], "tasks"),
 }
@@ -101,6 +103,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and editors: the names as plain imports
     from . import optim
+    from .config import load_toml, to_toml
+    from .experiments.runner import run_sweep
+    from .experiments.spec import Sweep, SweepError, load_sweep
     from .meta import (
         CheckpointError,
         MetaTrainingDiverged,
@@ -125,17 +130,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the names as plain imports
         paper_field,
     )
     from .physics import PortHamiltonianField
-    from .registry import (
-        KINDS,
-        SpecError,
-        build,
-        load_toml,
-        register,
-        registered,
-        spec_of,
-        to_toml,
-    )
+    from .registry import KINDS, SpecError, build, register, registered, spec_of
     from .reporting import method_entries, method_table, plot_curves, summarize_methods
     from .seeding import make_generator
-    from .sweep import Sweep, SweepError, load_sweep, run_sweep
     from .tasks import MNISTTask, ModuleTask, QuadraticTask, Task

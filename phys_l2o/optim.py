@@ -10,12 +10,15 @@ pretrained weights shipped with the package.
 Every parameter group goes through the learned network as one tensor program: its
 parameters (those with a gradient) are packed into one ``(1, coords)`` vector whose segments
 are the parameter tensors, exactly as a task packs a problem's parameters, so the steps are
-those of ``phys_l2o.rollout`` on the same problem. A group's ``lr`` scales the step:
+those of ``phys_l2o.rollout`` on the same problem. A group's ``lr`` is the scale its updates
+are applied with (``phys_l2o.optimizers.advance``):
 
-    theta' = theta + lr * direction
+    theta' = theta + lr * update
 
-where ``direction`` is the learned network's output; the default ``lr`` is the ``out_mul``
-the network was trained with, so ``torch.optim.lr_scheduler`` works as with any optimizer.
+where ``update`` is the learned network's output; the default ``lr`` is the ``out_mul``
+the network was trained with (its ``step_scale``), so ``torch.optim.lr_scheduler`` works as
+with any optimizer. As in ``torch.optim``, a group's ``lr`` may be ``0.0`` (a frozen group, or
+a warm-up that starts from zero): its parameters stay and its state still advances.
 The per-coordinate state (the HNN's ``q_dot``, the LSTM's ``h`` and ``c``) is kept per
 parameter in ``self.state``, so ``state_dict``/``load_state_dict`` resume a run exactly.
 """
@@ -23,63 +26,30 @@ parameter in ``self.state``, so ``state_dict``/``load_state_dict`` resume a run 
 from __future__ import annotations
 
 import copy
-import json
+import math
 import os
 from collections.abc import Callable, Iterable
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .checks import positive_number
 from .meta.checkpoint import load_checkpoint
-from .optimizers.base import LearnedOptimizer
+from .optimizers.base import CompiledOptimizer, LearnedOptimizer, advance
+from .pretrained import is_pretrained, load_pretrained, pretrained_info, pretrained_names
 
-#: the folder of the package that holds the pretrained weights and their manifest.
-PRETRAINED_PACKAGE = "phys_l2o.pretrained"
-
-
-@cache
-def _manifest() -> dict[str, dict[str, Any]]:
-    path = resources.files(PRETRAINED_PACKAGE).joinpath("manifest.json")
-    return json.loads(path.read_text())["optimizers"] if path.is_file() else {}
-
-
-def pretrained_names() -> list[str]:
-    """The names of the pretrained optimizers shipped with the package."""
-    return sorted(_manifest())
-
-
-def pretrained_info(name: str) -> dict[str, Any]:
-    """The manifest entry of a pretrained optimizer: how it was made (command, commit, seed,
-    budget), its validation loss and its row of the test table.
-
-    Raises:
-        ValueError: an unknown name (the message lists the shipped ones).
-    """
-    manifest = _manifest()
-    if name not in manifest:
-        raise ValueError(f"no pretrained optimizer named {name!r}; choose from "
-                         f"{pretrained_names()}")
-    return dict(manifest[name])
-
-
-def load_pretrained(name: str, device: torch.device | str = "cpu") -> LearnedOptimizer:
-    """The pretrained learned optimizer ``name`` (see ``pretrained_names``), as a module."""
-    entry = pretrained_info(name)
-    with resources.as_file(resources.files(PRETRAINED_PACKAGE).joinpath(entry["file"])) as path:
-        optimizer, _ = load_checkpoint(path, device)
-    return optimizer
-
+__all__ = ["LearnedOptim", "from_pretrained", "load_pretrained", "pretrained_info",
+           "pretrained_names", "resolve_optimizer"]
 
 def resolve_optimizer(optimizer: LearnedOptimizer | str | os.PathLike) -> LearnedOptimizer:
-    """A learned optimizer from a module, a pretrained name or a checkpoint path."""
+    """A learned optimizer from a module (or its ``compiled()`` wrapper), a pretrained name or
+    a checkpoint path."""
+    if isinstance(optimizer, CompiledOptimizer):
+        return optimizer.module
     if isinstance(optimizer, LearnedOptimizer):
         return optimizer
-    if isinstance(optimizer, str) and optimizer in _manifest():
+    if is_pretrained(optimizer):
         return load_pretrained(optimizer)
     if isinstance(optimizer, (str, os.PathLike)):
         if Path(optimizer).is_file():
@@ -110,20 +80,15 @@ class LearnedOptim(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
                  optimizer: LearnedOptimizer | str | os.PathLike, **group_defaults: Any) -> None:
         source = resolve_optimizer(optimizer)
-        compiled = source.__dict__.pop("step", None)  # a compiled step is not copied
-        try:
-            network = copy.deepcopy(source)
-        finally:
-            if compiled is not None:
-                source.__dict__["step"] = compiled
+        network = copy.deepcopy(source)
         network.eval().requires_grad_(False)
         unknown = sorted(set(group_defaults) - {"lr"})
         if unknown:
             raise TypeError(f"LearnedOptim takes only `lr` as a group default, got {unknown}")
         #: the step scale the network was trained with (its ``out_mul``; 1 if it has none).
-        self.trained_lr = float(getattr(network, "out_mul", 1.0))
+        self.trained_lr = network.step_scale
         defaults = {"lr": group_defaults.get("lr", self.trained_lr)}
-        positive_number("lr", defaults["lr"])
+        check_lr(defaults["lr"])
         super().__init__(params, defaults)
         self.network = network
         weights = list(network.parameters())
@@ -131,7 +96,7 @@ class LearnedOptim(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if "lr" in param_group:
-            positive_number("lr", param_group["lr"])
+            check_lr(param_group["lr"])
         super().add_param_group(param_group)
 
     @torch.no_grad()
@@ -161,9 +126,7 @@ class LearnedOptim(torch.optim.Optimizer):
         grad = torch.cat([p.grad.reshape(-1) for p in params]).to(self._dtype).unsqueeze(0)
         state = self.network.state_from_coordinates(self._coordinates(params, flat, sizes),
                                                     flat, sizes)
-        new, state = self.network.step(flat, grad, state)
-        if lr != self.trained_lr:  # at the trained scale, exactly the network's own step
-            new = flat + (new - flat) * (lr / self.trained_lr)
+        new, state = advance(self.network, flat, grad, state, scale=lr)
         fields = self.network.state_to_coordinates(state)
         per_param = {key: value.split(sizes) for key, value in fields.items()}
         for i, (p, value) in enumerate(zip(params, new[0].split(sizes), strict=True)):
@@ -192,6 +155,14 @@ class LearnedOptim(torch.optim.Optimizer):
                 slices[key].append(fresh[key].pop(0) if i in new else
                                    self.state[p][key].to(device=flat.device, dtype=self._dtype))
         return {key: torch.cat(parts) for key, parts in slices.items()}
+
+
+def check_lr(lr: Any) -> float:
+    """A group's ``lr``: a finite number ``>= 0`` (``0.0`` freezes the group's parameters)."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
+            or lr < 0:
+        raise ValueError(f"lr must be a finite number >= 0 (0 freezes a group), got {lr!r}")
+    return float(lr)
 
 
 def from_pretrained(name: str, params: Iterable[Tensor] | Iterable[dict[str, Any]],

@@ -18,6 +18,13 @@ Registering a class is one decorator; its constructor's arguments become its spe
     class MyDissipation(nn.Module):
         def __init__(self, width: int, strength: float = 1.0) -> None: ...
 
+A spec cannot lie: once constructed, a registered object's options are fixed. Assigning one
+(``opt.out_mul = 0.5``) raises ``AttributeError``: build a changed object instead,
+``build({**spec_of(opt), "out_mul": 0.5})``. Only a sub-module piece may be replaced, by a
+registered module of the same kind (``hnn.field = PortHamiltonianField(...)``); the spec
+follows it. A registered piece held under another name than its option's (``hnn.preprocess``)
+cannot be replaced at all. ``copy_with`` changes options on a cheap copy of a plain object.
+
 Names are unique across kinds, so a spec's ``type`` alone says what it is. The kinds:
 
 | kind | holds |
@@ -37,10 +44,10 @@ Names are unique across kinds, so a spec's ``type`` alone says what it is. The k
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import inspect
-import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -67,6 +74,7 @@ _ENTRIES: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
 _KIND_OF: dict[str, str] = {}
 
 C = TypeVar("C", bound=type)
+T = TypeVar("T")
 
 
 class SpecError(ValueError):
@@ -79,7 +87,8 @@ def register(kind: str, name: str, *, context: tuple[str, ...] = ()) -> Callable
 
     The constructor's arguments (with their defaults filled in) are recorded on every
     instance; ``spec_of`` turns them into the spec. Arguments that are objects of registered
-    classes become nested specs.
+    classes become nested specs. The class's ``__setattr__`` gets a guard: after the outermost
+    constructor, a recorded argument (``context`` aside) cannot be assigned (see the module).
 
     Args:
         kind: one of ``KINDS`` (``"dissipation"``, ``"readout"``, ``"optimizer"``, ...).
@@ -118,8 +127,12 @@ def register(kind: str, name: str, *, context: tuple[str, ...] = ()) -> Callable
                                         "arguments in a spec")
                 object.__setattr__(self, "_spec_arguments", arguments)
             init(self, *args, **kwargs)
+            if type(self) is cls:  # the outermost constructor has finished
+                object.__setattr__(self, "_spec_frozen", True)
 
         cls.__init__ = __init__  # type: ignore[method-assign]
+        if not getattr(cls.__setattr__, "_spec_guard", False):
+            cls.__setattr__ = _guarded_setattr(cls.__setattr__)  # type: ignore[method-assign]
         cls._spec_type = name  # type: ignore[attr-defined]
         cls._spec_kind = kind  # type: ignore[attr-defined]
         cls._spec_context = tuple(context)  # type: ignore[attr-defined]
@@ -128,6 +141,57 @@ def register(kind: str, name: str, *, context: tuple[str, ...] = ()) -> Callable
         return cls
 
     return add
+
+
+def _guarded_setattr(setattr_: Callable[..., None]) -> Callable[..., None]:
+    """``setattr_`` (the class's own) behind the guard that keeps a spec true: a constructed
+    object's spec'd arguments, and its registered sub-modules, change only as
+    ``_check_assignment`` allows."""
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        state = self.__dict__
+        if state.get("_spec_frozen") and (
+                (name in state["_spec_arguments"] and name not in type(self)._spec_context)
+                or is_registered(state.get("_modules", {}).get(name))):
+            _check_assignment(self, name, value)
+            setattr_(self, name, value)  # a piece replaced: the spec follows it
+            object.__setattr__(self, "_spec_arguments", {**self._spec_arguments, name: value})
+            object.__setattr__(self, "_spec_changed", True)
+        else:
+            setattr_(self, name, value)
+
+    __setattr__._spec_guard = True  # type: ignore[attr-defined]
+    return __setattr__
+
+
+def _check_assignment(obj: Any, name: str, value: Any) -> None:
+    """Refuse (``AttributeError``, saying what to do instead) to assign a spec'd argument or
+    a registered sub-module of a constructed object, except a sub-module named after its
+    argument that becomes a registered module of the same kind."""
+    cls = type(obj)
+    variable = {"optimizer": "opt", "baseline": "opt", "task": "task"}.get(cls._spec_kind,
+                                                                           "piece")
+    shown = repr(value) if isinstance(value, (bool, int, float, str)) else "..."
+    context = "".join(f", {key}=..." for key in cls._spec_context)
+    rebuild = f"phys_l2o.build({{**phys_l2o.spec_of({variable}), {name!r}: {shown}}}{context})"
+    pieces = obj.__dict__.get("_modules", {})
+    current = pieces.get(name)
+    if name not in obj._spec_arguments:
+        raise AttributeError(f"{cls.__qualname__}.{name} holds a piece that its spec names "
+                             "otherwise, so a new one would be lost on saving; build a changed "
+                             "one from its spec (phys_l2o.spec_of, phys_l2o.build)")
+    if name not in pieces:
+        raise AttributeError(f"{cls.__qualname__}.{name} is part of its spec and cannot change "
+                             f"after construction; build a changed one: {rebuild}")
+    if not (is_registered(value) and hasattr(value, "_modules")):
+        what = f"{type(value).__module__}.{type(value).__qualname__}"
+        raise AttributeError(f"{cls.__qualname__}.{name} is part of its spec: it can be replaced "
+                             f"only by a module of a registered class, not by a {what} (it has "
+                             f"no spec and would be lost on saving); register its class, or "
+                             f"build a changed one: {rebuild}")
+    if is_registered(current) and current._spec_kind != value._spec_kind:
+        raise AttributeError(f"{cls.__qualname__}.{name} holds a {KINDS[current._spec_kind]}, "
+                             f"not a {KINDS[value._spec_kind]} ({type(value).__qualname__})")
 
 
 #: the modules that register the built-in kinds (imported on the first look-up).
@@ -247,6 +311,32 @@ def is_registered(obj: Any) -> bool:
         type(obj).__dict__.get("_spec_type") is not None
 
 
+def copy_with(obj: T, **options: Any) -> T:
+    """A shallow copy of ``obj`` with spec'd options changed in its attributes and spec alike,
+    without running its constructor: for a class that stores each option as given and
+    derives nothing from it, or updates that on the copy (``MNISTTask.with_pool`` keeps the
+    loaded digits so). Modules are refused (their copies would share sub-modules); otherwise
+    build a changed one, ``build({**spec_of(obj), **options})``.
+
+    Raises:
+        SpecError: ``obj`` is not registered, or an option is not one of its spec's.
+        TypeError: ``obj`` is a module.
+    """
+    if not is_registered(obj):
+        raise SpecError(f"{type(obj).__qualname__} is not registered, so it has no spec")
+    if hasattr(obj, "_modules"):
+        raise TypeError(f"{type(obj).__qualname__} is a module: build a changed one")
+    unknown = sorted((set(options) - set(obj._spec_arguments))
+                     | (set(options) & set(type(obj)._spec_context)))
+    if unknown:
+        raise SpecError(f"{type(obj).__qualname__} has no spec'd option {unknown}")
+    other = copy.copy(obj)
+    for key, value in options.items():
+        object.__setattr__(other, key, value)
+    object.__setattr__(other, "_spec_arguments", {**obj._spec_arguments, **options})
+    return other
+
+
 def spec_of(obj: Any) -> Spec:
     """The spec that rebuilds ``obj``: its registered type and its constructor's arguments.
 
@@ -273,8 +363,9 @@ def spec_of(obj: Any) -> Spec:
         if key in quiet and key in parameters and value == parameters[key].default:
             continue  # a switch named only when on (specs written before it stay the same)
         current = submodules.get(key)
-        if is_registered(value) and current is not value and is_registered(current):
-            value = current  # a piece replaced after construction (``hnn.field = ...``)
+        if is_registered(current) and current is not value and (
+                is_registered(value) or _changed_within(current)):
+            value = current  # a piece replaced after construction, or changed inside
         if value is None:
             default = parameters[key].default if key in parameters else None
             if default is not None and default is not inspect.Parameter.empty:
@@ -282,6 +373,11 @@ def spec_of(obj: Any) -> Spec:
             continue
         spec[key] = plain_data(value, f"{cls._spec_type}.{key}")
     return spec
+
+
+def _changed_within(module: Any) -> bool:
+    """Whether a piece of ``module`` (a registered ``nn.Module``), or itself, was replaced."""
+    return any(m.__dict__.get("_spec_changed") for m in module.modules())
 
 
 def plain_data(value: Any, where: str, *, keep_none: bool = False) -> Any:
@@ -326,42 +422,3 @@ def plain_data(value: Any, where: str, *, keep_none: bool = False) -> Any:
                         "@phys_l2o.register(KIND, NAME) (see phys_l2o.registry.KINDS)")
     raise SpecError(f"{where} = {value!r} cannot be written as plain data: use numbers, "
                     "strings, booleans, lists, mappings and objects of registered classes")
-
-
-def to_toml(spec: Mapping[str, Any], table: str | None = None) -> str:
-    """``spec`` as TOML text (under ``[table]`` when given), for a config file.
-
-    Raises:
-        SpecError: a number is not finite (TOML could hold it, JSON could not).
-    """
-    import tomli_w
-
-    _check_finite(spec, table or "spec")
-    return tomli_w.dumps({table: dict(spec)} if table else dict(spec))
-
-
-def _check_finite(value: Any, where: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise SpecError(f"{where} = {value} is not a finite number")
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _check_finite(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_finite(v, f"{where}[{i}]")
-
-
-def load_toml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a TOML file (``tomllib``, or ``tomli`` on Python 3.10) with a clear error."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no config file at {path}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"{path} is not valid TOML: {error}") from error

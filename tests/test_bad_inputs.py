@@ -213,6 +213,10 @@ CLI_CASES = [
     ([*EVAL, "--optimizer", "adam", "--steps", "-1"], "positive integer"),
     ([*EVAL, "--optimizer", "adam", "--lr", "0"], "positive number"),
     ([*EVAL, "--optimizer", "adam", "--overwrite"], None),   # fine: nothing to overwrite
+    (["claims", "corrected=one-folder"], "expected PROTOCOL=QUAD_DIR,MNIST_DIR"),
+    (["claims", f"corrected={W}/empty,{W}/empty"], "no cell records"),
+    (["pack", f"{W}/empty", "--into", f"{W}/empty"], "required: --commit"),
+    (["pack", "--commit", "abc", "--into", f"{W}/empty", f"{W}/empty"], "no results.json"),
 ]
 
 
@@ -294,7 +298,7 @@ API_CASES = [
                                                                              [3])),
      ValueError, "grad must have the shape"),
     (lambda: LearnedOptim(mlp().parameters(), "nope"), FileNotFoundError, "pretrained name"),
-    (lambda: LearnedOptim(mlp().parameters(), HNN(), lr=0), ValueError, "lr must be"),
+    (lambda: LearnedOptim(mlp().parameters(), HNN(), lr=-1), ValueError, "lr must be a finite"),
     (lambda: LearnedOptim(mlp().parameters(), HNN(), betas=(0.9, 0.99)), TypeError,
      "only `lr`"),
     (lambda: LearnedOptim(mlp().parameters(), 3), TypeError, "a pretrained name"),

@@ -1,4 +1,4 @@
-"""The claims table decides each claim by its paired intervals."""
+"""The claims table decides each claim by its paired intervals (``phys-l2o claims``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from phys_l2o.reporting.claims import (
+from phys_l2o.cli import main
+from phys_l2o.experiments.claims import (
     FAILS,
     HOLDS,
     MISSING,
@@ -16,8 +17,8 @@ from phys_l2o.reporting.claims import (
     claims_markdown,
     comparable,
     decide,
-    main,
 )
+from phys_l2o.experiments.folder import FORMAT
 
 PROBLEMS = 60
 
@@ -29,7 +30,7 @@ def write_run(folder, targets: dict[str, dict[str, list[np.ndarray]]], params: d
         seeds = max(len(t[method]) for t in targets.values() if method in t)
         for k in range(seeds):
             learned = method in params
-            record = {"method": method, "seed": k if learned else None,
+            record = {"format": FORMAT, "method": method, "seed": k if learned else None,
                       "params": params.get(method),
                       "targets": {label: {"final": t[method][k].tolist()}
                                   for label, t in targets.items() if method in t}}
@@ -74,9 +75,11 @@ def test_the_table_from_two_protocols(tmp_path, capsys):
     assert "275x" in rows[-1]["corrected"]["evidence"]
     text = claims_markdown(rows, ["corrected"])
     assert text.count("**holds**") == 7 and "(HNN 3 seeds, LSTM 1 seed)" in text
-    assert main([f"corrected={tmp_path / 'q'},{tmp_path / 'm'}",
+    capsys.readouterr()
+    assert main(["claims", f"corrected={tmp_path / 'q'},{tmp_path / 'm'}",
                  "--out", str(tmp_path / "claims.md")]) == 0
     assert (tmp_path / "claims.md").read_text() == text + "\n"
+    assert capsys.readouterr().out == text + "\n"
 
 
 def test_claims_of_a_run_not_there_are_left_out(tmp_path):
@@ -95,4 +98,4 @@ def test_a_run_without_cells_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="no cell records"):
         decide({"corrected": [tmp_path, tmp_path]})
     with pytest.raises(SystemExit):
-        main(["corrected=only-one-folder"])
+        main(["claims", "corrected=only-one-folder"])

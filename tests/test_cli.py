@@ -62,9 +62,9 @@ def test_reproduce_quadratic_smoke_writes_reports(tmp_path):
     # the run packs into pretrained weights with their manifest
     packed = tmp_path / "packed"
     packed.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "phys_l2o.pretrained.pack", "--commit", "abc",
-                           "--into", str(packed), str(out)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([str(Path(sys.executable).with_name("phys-l2o")), "pack", "--commit",
+                           "abc", "--into", str(packed), str(out)], capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((packed / "manifest.json").read_text())["optimizers"]
     assert set(manifest) == {"hnn-quadratic", "lstm-quadratic"}
@@ -74,6 +74,15 @@ def test_reproduce_quadratic_smoke_writes_reports(tmp_path):
     assert entry["threads"] == 1 and entry["seed"] == 0 and entry["budget"] == "smoke"
     optimizer, _ = load_checkpoint(packed / "hnn-quadratic.pt")
     assert spec_of(optimizer) == entry["spec"]
+    assert "wrote hnn-quadratic.pt (19 weights" in proc.stdout
+
+    # the run's cells decide the quadratic claims (the MNIST run is not there)
+    claims = tmp_path / "claims.md"
+    assert main(["claims", f"corrected={out},{tmp_path / 'no-mnist'}", "--out",
+                 str(claims)]) == 0
+    text = claims.read_text()
+    assert text.startswith("| the paper's claim | corrected |")
+    assert "quadratic: the HNN beats the LSTM" in text and "MNIST" not in text
 
 
 def run_cli(*args):

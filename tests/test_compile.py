@@ -1,11 +1,13 @@
-"""``compile_step``: the compiled step computes what the eager step computes, and its switch."""
+"""``compiled()``: the compiled step computes what the eager step computes, its wrapper leaves
+the optimizer unchanged, and its switch."""
 
 import pytest
 import torch
 
+from phys_l2o.experiments.paper import paper_optimizer, paper_schedule
+from phys_l2o.experiments.training import use_compile
 from phys_l2o.optimizers import base
 from phys_l2o.physics import FeatureLinear
-from phys_l2o.reproduce import paper_optimizer, use_compile
 
 needs_compiler = pytest.mark.skipif(not base.compile_available(),
                                     reason="torch.compile needs a C++ compiler")
@@ -16,7 +18,7 @@ def unroll(optimizer, params, grads):
     state = optimizer.init_state(params, [params.shape[1] - 7, 7])
     x = params
     for grad in grads:
-        x, state = optimizer.step(x, grad, state)
+        x, state = base.advance(optimizer, x, grad, state)
     loss = ((x - params) ** 2).sum()
     weights = list(optimizer.parameters())
     grads = torch.autograd.grad(loss, weights, allow_unused=True)  # the inertia's bias is unused
@@ -32,14 +34,16 @@ def test_compiled_step_matches_eager_in_value_and_meta_gradient(task, name):
     grads = [torch.randn(3, 40, generator=gen) * 10.0 ** -k for k in range(3)]
     optimizer = paper_optimizer(task, name, seed=1)
     eager_update, eager_grad = unroll(optimizer, params, grads)
-    assert "step" in optimizer.compile_step().__dict__
-    compiled_update, compiled_grad = unroll(optimizer, params, grads)
+    compiled = optimizer.compiled()
+    assert isinstance(compiled, base.CompiledOptimizer) and compiled.module is optimizer
+    assert "step" not in optimizer.__dict__          # the optimizer itself is unchanged
+    compiled_update, compiled_grad = unroll(compiled, params, grads)
     assert eager_update.abs().max() > 0
     torch.testing.assert_close(compiled_update, eager_update, rtol=1e-4, atol=1e-7)
     for c, e in zip(compiled_grad, eager_grad):
         torch.testing.assert_close(c, e, rtol=1e-3, atol=1e-6)
-    # and back to eager mode
-    assert "step" not in optimizer.compile_step(False).__dict__
+    # the compiler's settings are scoped to the wrapper's calls
+    assert torch._dynamo.config.recompile_limit != base.RECOMPILE_LIMIT
 
 
 @needs_compiler
@@ -56,15 +60,18 @@ def test_compile_without_a_compiler_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(base.shutil, "which", lambda name: None)
     optimizer = paper_optimizer("mnist", "hnn", seed=0)
     with pytest.raises(RuntimeError, match="C\\+\\+ compiler.*--no-compile"):
-        optimizer.compile_step()
-    assert "step" not in optimizer.__dict__
-    assert use_compile(None, "paper") is False   # auto mode falls back to eager
+        optimizer.compiled()
+    paper = paper_schedule("mnist", "hnn", "paper")
+    assert use_compile(None, optimizer, paper) is False   # auto mode falls back to eager
 
 
 def test_auto_compile_is_for_the_paper_budget_only():
-    assert use_compile(None, "smoke") is False
-    assert use_compile(None, "paper") is base.compile_available()
-    assert use_compile(True, "smoke") is True and use_compile(False, "paper") is False
+    optimizer = paper_optimizer("quadratic", "hnn", seed=0)
+    paper, smoke = (paper_schedule("quadratic", "hnn", b) for b in ("paper", "smoke"))
+    assert use_compile(None, optimizer, smoke) is False
+    assert use_compile(None, optimizer, paper) is base.compile_available()
+    assert use_compile(True, optimizer, smoke) is True
+    assert use_compile(False, optimizer, paper) is False
 
 
 def test_cli_compile_switch_defaults_to_auto():
@@ -82,9 +89,9 @@ def test_a_piece_that_cannot_be_compiled_is_refused_at_once():
 
     optimizer = HNN(field=PortHamiltonianField(ScalarPotentialMLP(1)))
     with pytest.raises(RuntimeError, match="ScalarPotentialMLP.*eager mode"):
-        optimizer.compile_step()
-    assert "step" not in optimizer.__dict__
-    assert use_compile(None, "paper", [optimizer]) is False   # auto mode stays eager
+        optimizer.compiled()
+    paper = paper_schedule("quadratic", "hnn", "paper")
+    assert use_compile(None, optimizer, paper) is False   # auto mode stays eager
 
 
 @needs_compiler
@@ -95,11 +102,11 @@ def test_a_forced_compile_mode_runs_and_matches_eager():
     optimizer = paper_optimizer("quadratic", "hnn", seed=1)
     state = optimizer.init_state(params, (30,))
     with torch.no_grad():
-        expected = optimizer.step(params, grad, state)[0]
-        compiled = optimizer.compile_step(mode="reduce-overhead").step
+        expected = base.advance(optimizer, params, grad, state)[0]
+        compiled = optimizer.compiled(mode="reduce-overhead")
         assert compiled.mode_for(params) == "reduce-overhead"
-        torch.testing.assert_close(compiled(params, grad, state)[0], expected, rtol=1e-5,
-                                   atol=1e-7)
+        torch.testing.assert_close(base.advance(compiled, params, grad, state)[0], expected,
+                                   rtol=1e-5, atol=1e-7)
     assert set(compiled.compiled) == {"reduce-overhead"}
     # unforced, a CPU step uses the default mode with or without meta-gradients
-    assert optimizer.compile_step().step.mode_for(params) is None
+    assert optimizer.compiled().mode_for(params) is None

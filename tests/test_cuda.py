@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from phys_l2o.experiments.paper import paper_optimizer
 from phys_l2o.meta import Schedule, evaluate, meta_train, rollout
-from phys_l2o.reproduce import paper_optimizer
 from phys_l2o.seeding import make_generator
 from phys_l2o.tasks import MNISTTask, QuadraticTask
 
@@ -30,7 +30,8 @@ def test_cuda_steps_equal_cpu_steps_without_host_synchronisation(name, task_name
     curves = {}
     for device, task in (("cpu", cpu_task), ("cuda", cuda_task)):
         optimizer = paper_optimizer(task_name, name, seed=0).to(device)
-        optimizer.compile_step(compiled and device == "cuda")
+        if compiled and device == "cuda":
+            optimizer = optimizer.compiled()
         problems = task.sample(4, make_generator(0, "test"), device)
         evaluate(optimizer, task, problems, 20)  # warm-up (compilation, CUDA graphs)
         if device == "cuda":
@@ -46,10 +47,10 @@ def test_cuda_steps_equal_cpu_steps_without_host_synchronisation(name, task_name
 @pytest.mark.parametrize("name", ["hnn", "lstm"])
 def test_meta_training_on_cuda_lowers_the_loss(name):
     task = QuadraticTask()
-    optimizer = paper_optimizer("quadratic", name, seed=0).compile_step()
+    optimizer = paper_optimizer("quadratic", name, seed=0)
     schedule = Schedule(epochs=3, trajectories=5, meta_batch=16, steps=30, unroll=10,
                         validation_problems=16, meta_lr=0.003)
-    result = meta_train(optimizer, task, schedule, device="cuda", progress=False)
+    result = meta_train(optimizer, task, schedule, device="cuda", progress=False, compile=True)
     assert next(optimizer.parameters()).is_cuda
     assert result.best_epoch > 0 and result.best_validation < result.history[0]["validation"]
     problems = task.sample(8, make_generator(0, "test"), "cuda")

@@ -13,10 +13,10 @@ import torch
 
 from phys_l2o import load_checkpoint, spec_of
 from phys_l2o.cli import main
+from phys_l2o.experiments.training import build_seeded
 from phys_l2o.meta import Schedule, meta_train
 from phys_l2o.optimizers import HNN
 from phys_l2o.parallel import Ranks
-from phys_l2o.reproduce import build_seeded
 from phys_l2o.tasks import QuadraticTask
 
 TRAIN = ["train", "--task", "quadratic", "--budget", "smoke", "--epochs", "3",

@@ -26,7 +26,7 @@ FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 #: the packages and modules of ``phys_l2o`` that have a page in the API reference (and every
 #: module of a package has an entry); the package itself has one too (``docs/api/phys_l2o.md``)
 API_PAGES = ("registry", "optim", "pretrained", "physics", "integrators", "optimizers", "tasks",
-             "meta", "reporting", "presets", "sweep", "parallel", "reproduce", "seeding")
+             "meta", "reporting", "experiments", "parallel", "seeding")
 
 
 def python_blocks(page: str) -> list[str]:
@@ -90,6 +90,15 @@ BLOCK_AND_OUTPUT = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*\n(?:\s*\n)*"
                               r"(?:^```text\n(.*?)^```[ \t]*$)?", re.S | re.M)
 
 
+#: blocks of using-a-trained-optimizer.md whose runs are chaotic in float rounding (the page
+#: says so): their numbers differ from machine to machine.
+CHAOTIC_BLOCKS = {4}
+
+
+def mask_numbers(text: str) -> str:
+    return re.sub(r"\d+\.\d+", "N", text)
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(),
                     reason="the page trains on MNIST digits; the offline MNIST folder "
                            "../shared/data is not beside the project")
@@ -104,7 +113,15 @@ def test_using_a_trained_optimizer_runs_and_prints_what_the_page_shows(tmp_path,
         exec(compile(code, f"using-a-trained-optimizer.md (python block {i})", "exec"),
              namespace)
         printed = capsys.readouterr().out
-        if shown:
+        if shown and i in CHAOTIC_BLOCKS:
+            # float rounding differs between machines and these runs amplify it: the same
+            # lines with other numbers, and the page's finding, must hold
+            assert mask_numbers(printed) == mask_numbers(shown), f"block {i} prints\n{printed}"
+            finals = {line[:15].strip(): float(line.split(": ")[1].split()[0])
+                      for line in printed.splitlines()}
+            assert finals["Adam (lr 0.03)"] < 0.3
+            assert min(finals["hnn-mnist"], finals["lstm-mnist"]) > 3 * finals["Adam (lr 0.03)"]
+        elif shown:
             assert printed == shown, f"block {i} prints\n{printed}\nbut the page shows\n{shown}"
     losses = namespace["losses"]
     assert len(losses) == 100 and losses[-1] < 0.1 * losses[0]   # it trained the model
@@ -144,8 +161,8 @@ def test_reproducing_page_shows_the_runs_tables():
 
 def test_the_claims_tables_are_the_ones_the_runs_decide():
     """The claims table on the reproducing page and in the README is what
-    ``phys_l2o.reporting.claims`` decides from the published cells."""
-    from phys_l2o.reporting.claims import claims_markdown, decide
+    ``phys_l2o.experiments.claims`` decides from the published cells."""
+    from phys_l2o.experiments.claims import claims_markdown, decide
 
     runs = {p: [PAPER_RUNS / f"quadratic-{p}", PAPER_RUNS / f"mnist-{p}"]
             for p in ("corrected", "reference")}
@@ -237,7 +254,7 @@ def test_mkdocs_build_strict(tmp_path):
 
 
 def test_the_ablations_page_sweep_file_is_valid():
-    from phys_l2o.sweep import Sweep
+    from phys_l2o.experiments.spec import Sweep
 
     if sys.version_info >= (3, 11):
         import tomllib

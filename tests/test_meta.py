@@ -5,19 +5,24 @@ import pytest
 import torch
 
 from phys_l2o.meta import (
+    Callback,
     CheckpointError,
+    GradientEstimator,
+    MetaTrainer,
     MetaTrainingDiverged,
+    MetaTrainingInterrupted,
     Schedule,
     bootstrap_ci,
     evaluate,
     load_checkpoint,
     meta_train,
     paired_difference,
-    rollout,
     save_checkpoint,
     summarize,
 )
+from phys_l2o.meta.estimators import truncated_rollout
 from phys_l2o.optimizers import HNN, LSTMOptimizer
+from phys_l2o.optimizers.base import CompiledOptimizer
 from phys_l2o.seeding import make_generator
 from phys_l2o.tasks import QuadraticTask, select
 
@@ -50,7 +55,7 @@ def test_truncations_include_the_final_partial_one():
         windows.append(loss)
         return True
 
-    curve = rollout(opt, task, problems, 10, truncation=4, meta_step=meta_step)
+    curve = truncated_rollout(opt, task, problems, 10, 4, meta_step)
     assert curve.shape == (2, 10)
     assert len(windows) == 3                          # steps 1-4, 5-8 and the partial 9-10
     assert all(w.requires_grad for w in windows)
@@ -119,6 +124,194 @@ def test_divergence_is_a_clear_error_that_keeps_the_best_weights():
     with pytest.raises(MetaTrainingDiverged, match="Lower the meta learning rate") as info:
         meta_train(opt, QuadraticTask(), tiny_schedule(epochs=2), progress=False)
     assert info.value.result.best_epoch == 0
+
+
+def plain_truncated_bptt(opt, task, schedule, seed):
+    """Meta-training written out as one loop: the weights after ``schedule.epochs`` epochs."""
+    meta_opt = torch.optim.Adam(opt.parameters(), lr=schedule.meta_lr)
+    gen = make_generator(seed, "meta-train")
+    for _ in range(schedule.epochs * schedule.trajectories):
+        problems = task.sample(schedule.meta_batch, gen)
+        params = task.init_params(problems)
+        state = opt.init_state(params, task.segments)
+        loss, grad = task.loss_and_grad(params, problems, 0)
+        total = None
+        for t in range(1, schedule.steps + 1):
+            update, state = opt.step(params, grad, state)
+            params = params + opt.step_scale * update
+            loss, grad = task.loss_and_grad(params, problems, t)
+            total = loss.mean() if total is None else total + loss.mean()
+            if t % schedule.unroll == 0 or t == schedule.steps:
+                meta_opt.zero_grad(set_to_none=True)
+                total.backward()
+                meta_opt.step()
+                total = None
+                params, loss = params.detach(), loss.detach()
+                state = type(state)(*(v.detach() if isinstance(v, torch.Tensor) else v
+                                      for v in state))
+    return opt.state_dict()
+
+
+def test_the_loop_is_plain_truncated_backprop_bit_for_bit():
+    task, schedule = QuadraticTask(), tiny_schedule(epochs=2, trajectories=2, meta_batch=2,
+                                                     steps=12, unroll=5, validation_problems=3)
+    torch.manual_seed(0)
+    result = meta_train(HNN(), task, schedule, seed=4, progress=False, keep_last=True)
+    torch.manual_seed(0)
+    expected = plain_truncated_bptt(HNN(), task, schedule, seed=4)
+    for k, v in expected.items():
+        assert torch.equal(result.last_state[k], v), k
+
+
+def weights_equal(a, b):
+    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path,
+                                                                           monkeypatch):
+    task, schedule = QuadraticTask(), tiny_schedule(epochs=4, trajectories=2, meta_batch=2,
+                                                     steps=12, unroll=5, validation_problems=3)
+    torch.manual_seed(1)
+    straight = meta_train(LSTMOptimizer(), task, schedule, seed=2, progress=False,
+                          keep_last=True)
+    real_epoch = MetaTrainer.epoch
+
+    def ctrl_c_in_epoch_3(self, state):
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, state)
+
+    path = tmp_path / "run.training.pt"
+    torch.manual_seed(1)
+    opt = LSTMOptimizer()
+    with monkeypatch.context() as patch:
+        patch.setattr(MetaTrainer, "epoch", ctrl_c_in_epoch_3)
+        with pytest.raises(MetaTrainingInterrupted) as info:
+            meta_train(opt, task, schedule, seed=2, progress=False, state_path=path)
+    assert info.value.epoch == 2 and info.value.state_path == path
+    assert weights_equal(opt.state_dict(), info.value.result.best_state)
+    resumed = meta_train(opt, task, schedule, seed=2, progress=False, keep_last=True,
+                         state_path=path, resume=True)
+    assert weights_equal(resumed.last_state, straight.last_state)
+    assert weights_equal(resumed.best_state, straight.best_state)
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history] == \
+        [{k: v for k, v in h.items() if k != "seconds"} for h in straight.history]
+
+
+def test_a_training_state_round_trips_through_torch_save(tmp_path):
+    task, schedule = QuadraticTask(), tiny_schedule(epochs=3, trajectories=2, meta_batch=2,
+                                                     steps=12, unroll=5, validation_problems=3)
+    torch.manual_seed(0)
+    trainer = MetaTrainer(LSTMOptimizer(), task, schedule, seed=1)
+    state = trainer.epoch(trainer.init())
+    torch.save(state.to_payload(schedule=schedule, seed=1), tmp_path / "state.pt")
+    payload = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert payload["epoch"] == 1 and len(payload["result"]["history"]) == 2
+    torch.manual_seed(5)  # the payload restores the global generator too
+    copy = MetaTrainer(LSTMOptimizer(), task, schedule, seed=1)
+    restored = copy.init(payload)
+    assert weights_equal(restored.optimizer.state_dict(), state.optimizer.state_dict())
+    assert restored.epoch == 1 and restored.result.history == state.result.history
+    # both go on to the same weights
+    assert weights_equal(copy.epoch(restored).optimizer.state_dict(),
+                         trainer.epoch(state).optimizer.state_dict())
+
+
+class ConstantGradient(GradientEstimator):
+    """A toy estimator: a meta-gradient of ones after each (gradient-free) trajectory."""
+
+    def __init__(self):
+        self.batches = []
+
+    def trajectory(self, optimizer, task, problems, steps, meta_step):
+        self.batches.append(evaluate(optimizer, task, problems, steps).shape)
+        weights = list(meta_step.state.optimizer.parameters())
+        meta_step.gradients([torch.ones_like(w) for w in weights])
+
+
+def test_another_estimator_plugs_into_the_loop():
+    task = QuadraticTask()
+    schedule = tiny_schedule(epochs=1, trajectories=3, meta_batch=2, steps=6,
+                             validation_problems=3, meta_lr=1e-3)
+    torch.manual_seed(0)
+    estimator = ConstantGradient()
+    trainer = MetaTrainer(HNN(), task, schedule, estimator=estimator)
+    state = trainer.init()
+    before = {k: v.clone() for k, v in state.optimizer.state_dict().items()}
+    state = trainer.epoch(state)
+    assert estimator.batches == [(2, 6)] * 3
+    assert state.epoch == 1 and [h["epoch"] for h in state.result.history] == [0, 1]
+    # three Adam steps on a constant gradient: each moves every weight down by the rate
+    for k, v in state.optimizer.named_parameters():
+        torch.testing.assert_close(v.detach(), before[k] - 3e-3, rtol=0, atol=1e-6)
+
+
+class Log(Callback):
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def on_validation(self, trainer, state, record):
+        self.log.append((self.name, "validation", record["epoch"]))
+
+    def on_start(self, trainer, state):
+        self.log.append((self.name, "start", state.epoch))
+
+    def on_trajectory(self, trainer, state):
+        self.log.append((self.name, "trajectory", state.epoch))
+
+    def on_epoch(self, trainer, state):
+        self.log.append((self.name, "epoch", state.epoch))
+
+    def on_end(self, trainer, state):
+        self.log.append((self.name, "end", state.epoch))
+
+
+def test_callbacks_are_told_each_moment_in_order():
+    log = []
+    schedule = tiny_schedule(epochs=2, trajectories=2, meta_batch=1, steps=4, unroll=2,
+                             validation_problems=2)
+    trainer = MetaTrainer(HNN(), QuadraticTask(), schedule,
+                          callbacks=[Log("a", log), Log("b", log)])
+    trainer.run(trainer.init())
+
+    def both(moment, epoch):
+        return [("a", moment, epoch), ("b", moment, epoch)]
+
+    expected = both("validation", 0) + both("start", 0)
+    for epoch in (1, 2):
+        expected += both("trajectory", epoch - 1) * 2 + both("validation", epoch)
+        expected += both("epoch", epoch)
+    assert log == expected + both("end", 2)
+
+
+def test_compile_rolls_out_with_one_wrapper_and_trains_the_module(monkeypatch):
+    class Counting(CompiledOptimizer):  # the eager step, counted: no compiler needed
+        calls = 0
+
+        def advance(self, params, grad, state, scale=None):
+            Counting.calls += 1
+            return self._eager(params, grad, state, scale)
+
+    wrappers = []
+
+    def compiled(self, mode=None):
+        wrappers.append(Counting(self, mode))
+        return wrappers[-1]
+
+    monkeypatch.setattr(HNN, "compiled", compiled)
+    schedule = tiny_schedule(epochs=2, trajectories=2, meta_batch=1, steps=6, unroll=3,
+                             validation_problems=2)
+    torch.manual_seed(0)
+    eager = meta_train(HNN(), QuadraticTask(), schedule, progress=False, keep_last=True)
+    assert wrappers == []
+    torch.manual_seed(0)
+    opt = HNN()
+    result = meta_train(opt, QuadraticTask(), schedule, progress=False, keep_last=True,
+                        compile=True)
+    assert len(wrappers) == 1 and wrappers[0].module is opt
+    # every step of every trajectory and of the three validations went through it
+    assert Counting.calls == (2 * 2 + 3) * 6
+    assert weights_equal(result.last_state, eager.last_state)
 
 
 def test_schedule_rejects_bad_values():

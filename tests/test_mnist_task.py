@@ -13,10 +13,19 @@ from conftest import TEST_DIGITS, TRAIN_DIGITS, fake_digits, write_idx, write_sp
 from torch import nn
 
 from phys_l2o import build
-from phys_l2o.meta import Schedule, evaluate, meta_train, rollout
+from phys_l2o.meta import Schedule, evaluate, meta_train
+from phys_l2o.meta.estimators import truncated_rollout
 from phys_l2o.optimizers import HNN, LSTMOptimizer
-from phys_l2o.tasks import MNISTTask, Task, load_mnist, make_activation, resolve_data_root, select
-from phys_l2o.tasks import mnist as mnist_module
+from phys_l2o.tasks import (
+    MNISTTask,
+    Task,
+    load_mnist,
+    make_activation,
+    mnist,
+    mnist_data,
+    resolve_data_root,
+    select,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -119,7 +128,7 @@ def test_failed_download_falls_back_to_the_test_split(tmp_path, monkeypatch):
     def offline(root):
         raise RuntimeError("Error downloading:\n<urlopen error no network>")
 
-    monkeypatch.setattr(mnist_module, "_download", offline)
+    monkeypatch.setattr(mnist_data, "_download", offline)
     digits = load_mnist(tmp_path, download=True)
     assert digits.split == "test" and "download failed" in digits.note
 
@@ -132,7 +141,7 @@ def test_download_provides_the_training_split(tmp_path, monkeypatch):
         write_split(root, "train", TRAIN_DIGITS, seed=1)
         write_split(root, "t10k", TEST_DIGITS, seed=2)
 
-    monkeypatch.setattr(mnist_module, "_download", fake_download)
+    monkeypatch.setattr(mnist_data, "_download", fake_download)
     digits = load_mnist(tmp_path, download=True)
     assert calls == [tmp_path] and digits.split == "train" and digits.note is None
     assert len(digits) == TRAIN_DIGITS
@@ -179,6 +188,16 @@ def test_offline_data_folder():
     problems = task.sample(2, torch.Generator().manual_seed(0))
     loss = task.loss(task.init_params(problems), problems, 0)
     assert torch.allclose(loss, torch.full((2,), math.log(10)), atol=0.2)   # untrained: ~ln 10
+
+
+def test_data_names_are_importable_from_the_task_module():
+    """The loading lives in ``mnist_data``; its public names stay reachable from ``mnist``."""
+    defined = [name for name, value in vars(mnist_data).items() if not name.startswith("_")
+               and getattr(value, "__module__", None) == mnist_data.__name__]
+    constants = ["INPUTS", "CLASSES", "SPLIT_SEED", "SPLIT_PREFIX", "OFFICIAL_MD5", "OFFICIAL_SIZE"]
+    assert {"MNISTDigits", "load_mnist", "read_idx", "split_pools"} <= set(defined)
+    for name in defined + constants:
+        assert getattr(mnist, name) is getattr(mnist_data, name), name
 
 
 # ----------------------------------------------------------------------------- the nets
@@ -273,7 +292,7 @@ def test_meta_gradient_equals_autograd_through_the_nets(task):
                                              allow_unused=True))
             return True
 
-        rollout(opt, which, problems, 6, truncation=3, meta_step=meta_step)
+        truncated_rollout(opt, which, problems, 6, 3, meta_step)
     half = len(grads) // 2
     for fast, ref in zip(grads[:half], grads[half:]):
         for a, b in zip(fast, ref):

@@ -8,6 +8,7 @@ from torch import nn
 
 from phys_l2o import HNN, LSTMOptimizer, ModuleTask, Schedule, evaluate, meta_train, spec_of
 from phys_l2o.optim import LearnedOptim, from_pretrained, pretrained_info, pretrained_names
+from phys_l2o.optimizers import compile_available
 from phys_l2o.seeding import make_generator
 
 
@@ -92,6 +93,26 @@ def test_lr_scales_the_step_and_schedulers_work():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
 
 
+def test_a_group_with_lr_zero_is_frozen_and_its_state_still_advances():
+    """torch.optim's convention: lr 0.0 is allowed (a frozen group, a warm-up from zero)."""
+    task = toy_task()
+    problems = task.sample(1, make_generator(0, "test"))
+    model = task.model_factory()
+    opt = LearnedOptim(model.parameters(), trained("hnn"), lr=0.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = task.minibatch(problems, 0)
+    for _ in range(2):
+        opt.zero_grad()
+        task.loss_fn(model(x[0]), y[0]).backward()
+        opt.step()
+        assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    states = [opt.state[p]["q_dot"] for p in model.parameters()]
+    assert any(s.abs().max() > 0 for s in states)          # the carried q_dot moved
+    opt.param_groups[0]["lr"] = 0.05                          # warm-up: the group moves now
+    opt.step()
+    assert any(not torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
 def test_state_dict_resumes_exactly():
     task = toy_task(steps=12)
     problems = task.sample(1, make_generator(0, "test"))
@@ -134,14 +155,14 @@ def test_groups_skips_closures_and_refusals():
     emb(torch.tensor([1, 2])).sum().backward()
     with pytest.raises(RuntimeError, match="sparse"):
         sparse.step()
-    with pytest.raises(ValueError, match="lr must be a positive"):
-        LearnedOptim(a.parameters(), trained("hnn"), lr=-1.0)
+    for bad in (-1.0, float("nan"), float("inf"), True, "0.1"):
+        with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+            LearnedOptim(a.parameters(), trained("hnn"), lr=bad)
     with pytest.raises(TypeError, match="only `lr`"):
         LearnedOptim(a.parameters(), trained("hnn"), momentum=0.9)
-    compiled = trained("hnn")
-    compiled.__dict__["step"] = compiled.step      # stands in for a compiled step
-    LearnedOptim(a.parameters(), compiled)
-    assert "step" in compiled.__dict__              # the module given is left as it was
+    module = trained("hnn")
+    wrapped = LearnedOptim(a.parameters(), module.compiled()) if compile_available() else None
+    assert wrapped is None or wrapped.network is not module   # a frozen copy of the module
     with pytest.raises(FileNotFoundError, match="neither a pretrained name"):
         LearnedOptim(a.parameters(), "no-such-optimizer")
 

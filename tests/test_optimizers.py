@@ -16,7 +16,7 @@ from phys_l2o.optimizers import (
     Segments,
     segment_normalize,
 )
-from phys_l2o.optimizers.base import compile_available
+from phys_l2o.optimizers.base import advance, compile_available
 
 
 @pytest.mark.parametrize("make, count", [
@@ -56,7 +56,7 @@ def test_optimizer_contract(name):
         state = opt.init_state(p, segments)
         with torch.no_grad():
             for g in gs:
-                p, state = opt.step(p, g, state)
+                p, state = advance(opt, p, g, state)
         return p
 
     batched = run(params, grads)
@@ -71,7 +71,8 @@ def test_baselines_are_torch_optim():
     p0, g = torch.randn(2, 5), torch.randn(2, 5)
     opt = build({"type": "nag", "lr": 0.1})
     state = opt.init_state(p0, (5,))
-    p1, state = opt.step(p0, g, state)
+    p1, state = advance(opt, p0, g, state)
+    assert opt.step_scale == 1.0
     ref = p0.clone().requires_grad_()
     torch_opt = torch.optim.SGD([ref], lr=0.1, momentum=0.9, nesterov=True)
     ref.grad = g.clone()
@@ -123,8 +124,13 @@ def test_hnn_step_follows_the_paper():
     update = w1[0] * dq + w1[1] * q
     q_dot_new = (w2[0] * dq + w2[1] * dq_dot + b2).squeeze(-1)
     q_dot_new = q_dot_new / q_dot_new.norm(dim=-1, keepdim=True)
-    new_params, new_state = opt.step(params, grad, state)
+    step, new_state = opt.step(params, grad, state)
+    torch.testing.assert_close(step, update.squeeze(-1))     # the step returns the update
+    new_params, _ = advance(opt, params, grad, state)         # applied at the trained out_mul
+    assert opt.step_scale == 0.5
     torch.testing.assert_close(new_params, params + 0.5 * update.squeeze(-1))
+    halved, _ = advance(opt, params, grad, state, scale=0.25)
+    torch.testing.assert_close(halved, params + 0.25 * update.squeeze(-1))
     torch.testing.assert_close(new_state.q_dot, q_dot_new)
 
 
@@ -152,7 +158,8 @@ def test_build_roundtrip_and_errors():
 def test_lstm_steps_are_two_stacked_lstm_cells_and_a_linear_head(preprocessing, compiled):
     """Values and meta-gradients through three chained steps equal those of ``nn.LSTMCell``."""
     torch.manual_seed(0)
-    opt = LSTMOptimizer(preprocessing=preprocessing, out_mul=0.5).compile_step(compiled)
+    module = LSTMOptimizer(preprocessing=preprocessing, out_mul=0.5)
+    opt = module.compiled() if compiled else module
     start, grads = torch.randn(2, 7), [torch.randn(2, 7) for _ in range(3)]
     h0 = [torch.randn(14, 20) * 0.5 for _ in range(2)]
     c0 = [torch.randn(14, 20) for _ in range(2)]
@@ -172,7 +179,7 @@ def test_lstm_steps_are_two_stacked_lstm_cells_and_a_linear_head(preprocessing, 
         state = LSTMState(tuple(t.t().contiguous() for t in h0),
                           tuple(t.t().contiguous() for t in c0))
         for grad in grads:
-            params, state = opt.step(params, grad, state)
+            params, state = advance(opt, params, grad, state)
         return params, [t.t() for t in state.h], [t.t() for t in state.c]
 
     results = []

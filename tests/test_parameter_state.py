@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from phys_l2o import build, registered, spec_of
+from phys_l2o.integrators import count_calls
 from phys_l2o.meta import Schedule, load_checkpoint, meta_train, rollout, save_checkpoint
-from phys_l2o.optimizers import ParameterState, ParameterStateOptimizer, momentum_sgd
+from phys_l2o.optimizers import ParameterState, ParameterStateOptimizer, advance, momentum_sgd
 from phys_l2o.physics import (
     ConstantInverseInertia,
     LossPotential,
@@ -36,7 +37,7 @@ def test_momentum_sgd_is_torch_sgd(nesterov):
     reference = torch.optim.SGD([leaf], lr=lr, momentum=mu, nesterov=nesterov)
     for _ in range(200):
         _, grad = task.loss_and_grad(params, problems)
-        params, state = opt.step(params, grad, state)
+        params, state = advance(opt, params, grad, state)
         leaf.grad = task.loss_and_grad(leaf.detach(), problems)[1]
         reference.step()
         torch.testing.assert_close(params, leaf.detach(), atol=1e-6, rtol=0)
@@ -81,8 +82,8 @@ def test_parameter_counts_and_spec_roundtrip(config, count, tmp_path):
     assert spec_of(rebuilt) == spec_of(opt) == spec_of(build(spec_of(opt)))
     params, grad = torch.randn(2, 5), torch.randn(2, 5)
     with torch.no_grad():
-        expected, _ = opt.step(params, grad, opt.init_state(params, (5,)))
-        got, _ = rebuilt.step(params, grad, rebuilt.init_state(params, (5,)))
+        expected, _ = advance(opt, params, grad, opt.init_state(params, (5,)))
+        got, _ = advance(rebuilt, params, grad, rebuilt.init_state(params, (5,)))
     torch.testing.assert_close(got, expected)
 
 
@@ -93,10 +94,11 @@ def test_every_flow_shapes_and_gradients(flow):
     params, grads = torch.randn(3, 7), torch.randn(2, 3, 7)
     state = opt.init_state(params, (4, 3))
     new_params = params
-    for grad in grads:
-        new_params, state = opt.step(new_params, grad, state)
+    with count_calls(opt.field) as count:
+        for grad in grads:
+            new_params, state = advance(opt, new_params, grad, state)
     assert new_params.shape == state.q_dot.shape == (3, 7)
-    assert opt.nfe >= 1 and torch.isfinite(new_params).all()
+    assert count.calls >= 2 and torch.isfinite(new_params).all()
     (new_params.square().sum() + state.q_dot.sum()).backward()
     for key, weight in opt.named_parameters():
         assert weight.grad is not None and torch.isfinite(weight.grad).all(), key
@@ -111,7 +113,7 @@ def test_batched_is_one_problem_at_a_time():
         state = opt.init_state(p, (6,))
         with torch.no_grad():
             for g in gs:
-                p, state = opt.step(p, g, state)
+                p, state = advance(opt, p, g, state)
         return p
 
     batched = run(params, grads)
@@ -126,26 +128,32 @@ def test_an_ode_step_solves_the_frozen_gradient_system():
     opt = ParameterStateOptimizer(lr=lr, momentum=mu, learned=False,
                                   flow={"type": "dopri5", "rtol": 1e-11, "atol": 1e-12}).double()
     q0, v0, g = (torch.randn(2, 5, dtype=torch.float64) for _ in range(3))
-    q1, state = opt.step(q0, g, ParameterState(v0))
+    with count_calls(opt.field) as count:
+        update, state = opt.step(q0, g, ParameterState(v0))
+    q1 = q0 + update                                 # applied at scale 1
+    assert opt.step_scale == 1.0
     # v' = -c (g + gamma v)  =>  v(t) = -g/gamma + (v0 + g/gamma) exp(-c gamma t)
     rate, v_inf = c * gamma, -g / gamma
     decay = math.exp(-rate)
     torch.testing.assert_close(state.q_dot, v_inf + (v0 - v_inf) * decay)
     torch.testing.assert_close(q1, q0 + v_inf + (v0 - v_inf) * (1 - decay) / rate)
-    assert opt.nfe > 1
+    assert count.calls > 2                           # adaptive: more than one stage
 
 
-def test_loss_potential_holds_the_gradient_for_the_step_only():
+def test_loss_potential_takes_the_gradient_as_an_argument():
     potential = LossPotential()
     q = torch.randn(4, 1)
-    with pytest.raises(RuntimeError, match="bound"):
+    with pytest.raises(ValueError, match="loss gradient"):
         potential.gradient(q)
     g, anchor = torch.randn(4, 1), torch.randn(4, 1)
-    with potential.bound(g, anchor):
-        torch.testing.assert_close(potential.gradient(q + 1.0), g)     # frozen over the step
-        torch.testing.assert_close(potential.energy(q), (g * (q - anchor)).sum(-1))
-    with pytest.raises(RuntimeError, match="bound"):
-        potential.gradient(q)
+    torch.testing.assert_close(potential.gradient(q + 1.0, g), g)      # frozen over the step
+    torch.testing.assert_close(potential.energy(q, g, anchor), (g * (q - anchor)).sum(-1))
+    # through the field: the gradient is an argument of the call, no state is kept
+    field = PortHamiltonianField(potential)
+    dq, dq_dot = field(q, torch.zeros_like(q), grad=g)
+    torch.testing.assert_close(dq_dot, -g)
+    with pytest.raises(ValueError, match="loss gradient"):
+        field(q, torch.zeros_like(q))
 
 
 def test_bad_configurations_are_refused():

@@ -4,10 +4,13 @@ import pytest
 import torch
 from torch import nn
 
+import phys_l2o
 from phys_l2o.physics import (
     CholeskyInverseInertia,
     ConstantInverseInertia,
+    Control,
     ControlMLP,
+    Dissipation,
     LinearDissipation,
     MomentumDissipation,
     PortHamiltonianField,
@@ -67,6 +70,50 @@ def test_field_accepts_a_users_module_for_any_piece():
     field = PortHamiltonianField(potential=nn.Linear(2, 2), dissipation=Drag())
     dq, dq_dot = field(torch.randn(4, 2), torch.randn(4, 2))
     assert dq.shape == dq_dot.shape == (4, 2)
+
+
+def builtin(kind: str) -> dict[str, type]:
+    """The registered classes of ``kind`` the package itself defines (tests may add their own)."""
+    return {name: cls for name, cls in phys_l2o.registered(kind).items()
+            if cls.__module__.startswith("phys_l2o.")}
+
+
+@pytest.mark.parametrize(("kind", "base"), [("dissipation", Dissipation), ("control", Control)])
+def test_every_builtin_piece_derives_from_its_base(kind, base):
+    classes = builtin(kind)
+    assert classes, f"no built-in {kind}"
+    for name, cls in classes.items():
+        assert issubclass(cls, base), name
+        assert cls.compilable is True, name
+
+
+def test_users_subclasses_of_the_bases_plug_into_the_field():
+    class Friction(Dissipation):
+        """Friction ``gamma`` on the momentum: ``[D_q, D_p] = [0, gamma q_dot]``."""
+
+        def __init__(self, width: int, gamma: float) -> None:
+            super().__init__()
+            self.width, self.gamma = width, gamma
+
+        def forward(self, grad_h):
+            d_q, d_p = grad_h.chunk(2, dim=-1)
+            return torch.cat([torch.zeros_like(d_q), self.gamma * d_p], dim=-1)
+
+    class Spring(Control):
+        """A force pulling every coordinate towards 1: ``G(q) = 1 - q``."""
+
+        def forward(self, q):
+            return 1.0 - q
+
+    field = PortHamiltonianField(QuadraticPotential(2.0), dissipation=Friction(3, 0.5),
+                                 control=Spring())
+    assert field.width == 3 and isinstance(field.dissipation, Dissipation)
+    q, q_dot = torch.randn(5, 3), torch.randn(5, 3)
+    dq, dq_dot = field(q, q_dot)
+    torch.testing.assert_close(dq, q_dot)                                 # D_q = 0
+    torch.testing.assert_close(dq_dot, -2.0 * q - 0.5 * q_dot + 1.0 - q)  # -dV/dq - D_p + G
+    with pytest.raises(ValueError, match="width"):
+        PortHamiltonianField(QuadraticPotential(2.0), dissipation=Friction(3, 0.5), width=2)
 
 
 def test_inverse_inertia_forms():

@@ -1,5 +1,5 @@
 """The two protocols: each switch of ``reference`` does what the original code does, and the
-runner applies them (``phys_l2o.protocols``)."""
+runner applies them (``phys_l2o.experiments.protocols``)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import pytest
 import torch
 
 from phys_l2o import build
+from phys_l2o.experiments.plan import make_plan
+from phys_l2o.experiments.protocols import reported_index, variant_under
+from phys_l2o.experiments.runner import run_sweep
+from phys_l2o.experiments.spec import Sweep, SweepError
+from phys_l2o.experiments.training import build_seeded
 from phys_l2o.meta import Schedule, meta_train
-from phys_l2o.meta import train as train_module
+from phys_l2o.meta import state as state_module
+from phys_l2o.meta.estimators import truncated_rollout
 from phys_l2o.meta.rollout import rollout
-from phys_l2o.protocols import reported_index, variant_under
-from phys_l2o.reproduce import build_seeded
-from phys_l2o.sweep import Sweep, SweepError, check_folder, make_plan, run_sweep
 from phys_l2o.tasks.quadratic import QuadraticTask
 
 #: the weights of the paper's MNIST HNN that act on the parameters only through q_dot.
@@ -34,7 +37,7 @@ def meta_gradients(optimizer, task, problems, steps, **kwargs) -> dict[str, torc
                     for k, v in optimizer.named_parameters()})
         return False
 
-    rollout(optimizer, task, problems, steps, truncation=steps, meta_step=meta_step, **kwargs)
+    truncated_rollout(optimizer, task, problems, steps, steps, meta_step, **kwargs)
     return out
 
 
@@ -106,11 +109,10 @@ def test_alias_grad_and_the_shifted_window_give_the_original_meta_gradient(quadr
     steps = 20
     lstm = build_seeded({"type": "lstm"}, 0, "init")
     original = original_lstm_truncation(lstm, task, problems, steps)
-    lstm.alias_grad = True
-    ours = meta_gradients(lstm, task, problems, steps, window="before")
+    aliased = build_seeded({"type": "lstm", "alias_grad": True}, 0, "init")
+    ours = meta_gradients(aliased, task, problems, steps, window="before")
     for name, grad in original.items():  # to float rounding (another order of summation)
         torch.testing.assert_close(ours[name], grad, rtol=1e-4, atol=1e-6)
-    lstm.alias_grad = False
     clean = meta_gradients(lstm, task, problems, steps, window="before")
     ratio = original["cells.0.weight_ih"].norm() / clean["cells.0.weight_ih"].norm()
     assert ratio > 2  # the inflation the original's aliasing causes (3.0x here)
@@ -147,8 +149,8 @@ def test_the_window_before_sums_the_losses_before_each_update(quadratic):
 
         with torch.no_grad():  # the values only
             first = float(task.loss(task.init_params(problems), problems, 0))
-        curves[window] = rollout(hnn, task, problems, 40, truncation=15, meta_step=meta_step,
-                                 window=window)[0]
+        curves[window] = truncated_rollout(hnn, task, problems, 40, 15, meta_step,
+                                           window=window)[0]
     torch.testing.assert_close(curves["after"], curves["before"])  # the same steps
     curve = curves["after"].double()
     losses = torch.cat([torch.tensor([first], dtype=torch.double), curve])  # F(theta_0..40)
@@ -249,7 +251,7 @@ def test_a_reference_run_records_its_protocol_and_the_loss_before_the_last_updat
     # the same folder refuses the other protocol
     plan = make_plan(sweep, out=tmp_path / "ref")
     with pytest.raises(SweepError, match="'reference' protocol"):
-        check_folder(plan)
+        plan.folder.check(plan.manifest())
     corrected = run_sweep(sweep, out=tmp_path / "corr", progress=False)
     other = json.loads((tmp_path / "corr" / "cells" / "adam" / "baseline.json").read_text())
     np.testing.assert_allclose(other["targets"]["quadratic"]["curve"], target["curve"])
@@ -322,7 +324,7 @@ def test_a_training_state_from_before_the_new_fields_resumes(tmp_path, quadratic
     result = meta_train(build_seeded({"type": "hnn"}, 0, "init"), task, schedule,
                         progress=False, state_path=state, resume=True)
     assert len(result.history) == 3
-    assert train_module.STATE_FORMAT == saved["format"]
+    assert state_module.STATE_FORMAT == saved["format"]
 
 
 def test_train_with_the_reference_protocol(tmp_path):

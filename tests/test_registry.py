@@ -22,6 +22,7 @@ from phys_l2o import (
     spec_of,
     to_toml,
 )
+from phys_l2o.optimizers import advance
 from phys_l2o.physics import CholeskyInverseInertia, PSDDissipation, ScalarPotentialMLP
 
 tomllib = pytest.importorskip("tomllib" if __import__("sys").version_info >= (3, 11) else "tomli")
@@ -74,8 +75,7 @@ def behaviour(obj, kind: str) -> list:
         return [obj(q)]
     if kind == "potential":
         if obj._spec_type == "loss-potential":
-            with obj.bound(q_dot):
-                return [obj.gradient(q)]
+            return [obj.gradient(q, q_dot)]       # the step's loss gradient, an argument
         return [obj.gradient(q)]
     if kind == "dissipation":
         return [obj(torch.cat([q, q_dot], -1))]
@@ -92,7 +92,7 @@ def behaviour(obj, kind: str) -> list:
         state = obj.init_state(params, (4, 2))
         with torch.no_grad():
             for _ in range(2):
-                params, state = obj.step(params, grad, state)
+                params, state = advance(obj, params, grad, state)
         return [params]
     if kind == "task":
         problems = obj.sample(2, torch.Generator().manual_seed(3))
@@ -151,7 +151,7 @@ def steps_of(optimizer, n: int = 3) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(4)
     with torch.no_grad():
         for _ in range(n):
-            params, state = optimizer.step(params, torch.randn(2, 5, generator=gen), state)
+            params, state = advance(optimizer, params, torch.randn(2, 5, generator=gen), state)
             out.append(params)
     return out
 

@@ -1,11 +1,15 @@
 """Sweeps: files as data, cells written as they finish, resume after ``kill -9``, sharding on
-torchrun (2 gloo processes), the thread policy."""
+torchrun (2 gloo processes), the thread policy; the experiments package: the paper's presets
+read from its parsed sweeps, one training path for `train` and the sweep, no import circle."""
 
 from __future__ import annotations
 
+import ast
 import ctypes
+import importlib.util
 import json
 import os
+import pkgutil
 import signal
 import subprocess
 import sys
@@ -15,9 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from phys_l2o import parallel
-from phys_l2o.presets import PAPER_BASELINES, PAPER_LEARNED
-from phys_l2o.sweep import PACKAGE_SWEEPS, Sweep, SweepError, load_sweep, run_sweep
+import phys_l2o
+from phys_l2o import load_checkpoint, parallel
+from phys_l2o.experiments import paper
+from phys_l2o.experiments.compose import PACKAGE_DIR
+from phys_l2o.experiments.runner import run_sweep
+from phys_l2o.experiments.spec import Sweep, SweepError, load_sweep
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,7 +32,7 @@ else:
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = sorted((ROOT / "ablations").glob("*.toml")) + sorted(PACKAGE_SWEEPS.glob("*.toml"))
+FILES = sorted((ROOT / "ablations").glob("*.toml")) + sorted(PACKAGE_DIR.glob("*.toml"))
 
 TINY = """name = "tiny"
 title = "A tiny sweep"
@@ -104,16 +111,14 @@ def test_every_sweep_file_round_trips(path):
 def test_ablations_start_from_the_paper_settings(path):
     sweep = load_sweep(path)
     task = sweep.train["type"]
-    paper = {v.name: v for v in sweep.variants if v.name.startswith("hnn (paper)")}
-    assert len(paper) == 1 and sweep.reference in paper
-    (hnn,) = paper.values()
-    preset = PAPER_LEARNED[task]["hnn"]
+    found = {v.name: v for v in sweep.variants if v.name.startswith("hnn (paper)")}
+    assert len(found) == 1 and sweep.reference in found
+    (hnn,) = found.values()
+    preset = paper.learned_preset(task, "hnn")
     assert hnn.optimizer == preset["optimizer"]
     assert hnn.settings == {"unroll": preset["unroll"], "meta_lr": preset["meta_lr"]}
     for target in sweep.targets:
-        key = task if task == "quadratic" else (
-            "mnist-relu" if target.task["activation"] == "relu" else "mnist-sigmoid")
-        assert target.baselines == PAPER_BASELINES[key]
+        assert target.baselines == paper.paper_baselines(target.task)
 
 
 def test_a_sweep_writes_each_cell_and_resumes_from_them(tiny, tmp_path, capsys):
@@ -276,16 +281,16 @@ def test_the_command_runs_a_sweep_file(tiny, tmp_path):
 
 
 def test_a_resumed_cell_counts_the_time_of_earlier_processes(tiny, tmp_path, monkeypatch):
-    import phys_l2o.meta as meta
+    from phys_l2o.experiments import training
 
-    real = meta.meta_train
+    real = training.meta_train
 
     def resumed(*args, **kwargs):  # as if 1000 s of meta-training ran before this process
         result = real(*args, **kwargs)
         result.seconds += 1000.0
         return result
 
-    monkeypatch.setattr(meta, "meta_train", resumed)
+    monkeypatch.setattr(training, "meta_train", resumed)
     started = time.perf_counter()
     run_sweep(tiny, out=tmp_path / "out", device="cpu", progress=False, seeds=1)
     took = time.perf_counter() - started
@@ -296,3 +301,125 @@ def test_a_resumed_cell_counts_the_time_of_earlier_processes(tiny, tmp_path, mon
             assert record["meta_training"]["seconds"] > 1000.0
         else:
             assert record["seconds"] < took
+
+
+def test_the_paper_presets_are_views_of_the_parsed_paper_sweeps():
+    for task in ("quadratic", "mnist"):
+        sweep = paper.paper_sweep(task)
+        assert sweep is paper.paper_sweep(task) and sweep == load_sweep(
+            PACKAGE_DIR / f"paper-{task}.toml")
+        for variant in sweep.variants:
+            preset = paper.learned_preset(task, variant.name)
+            assert preset == {"optimizer": variant.optimizer, **variant.settings}
+        schedule = paper.paper_schedule(task, "lstm", "smoke", epochs=3)
+        lstm = sweep.variant("lstm")
+        assert (schedule.epochs, schedule.trajectories) == (3, sweep.budgets["smoke"][
+            "trajectories"])
+        assert (schedule.unroll, schedule.meta_lr) == (lstm.settings["unroll"],
+                                                       lstm.settings["meta_lr"])
+        for target in sweep.targets:
+            key = paper.target_key(task, target.label)
+            assert paper.paper_targets()[key] is target
+    assert sorted(paper.paper_targets()) == ["mnist-relu", "mnist-sigmoid", "quadratic"]
+    relu = {"type": "mnist", "activation": "relu", "pool": "test"}
+    assert paper.paper_baselines(relu)["sgd"] == {"type": "sgd", "lr": 0.3}
+    assert paper.paper_baselines("mnist")["sgd"] == {"type": "sgd", "lr": 1.0}
+    assert paper.paper_baselines("quadratic") == paper.paper_baselines("module")
+    # an optimizer the paper did not train: its defaults
+    assert paper.learned_preset("quadratic", "hnn-param")["unroll"] == 15
+    with pytest.raises(SweepError, match="no paper sweep"):
+        paper.paper_sweep("cubic")
+
+
+def test_train_and_a_one_variant_sweep_train_the_same_weights(tmp_path):
+    """``phys-l2o train`` and a sweep's learned cell go through one ``train_variant``."""
+    from phys_l2o.cli import main
+
+    spec = {"type": "hnn", "out_mul": 0.001}
+    schedule = {"epochs": 2, "trajectories": 2, "meta_batch": 1, "steps": 12, "unroll": 4,
+                "meta_lr": 0.01, "validation_problems": 3}
+    config = tmp_path / "hnn.toml"
+    config.write_text(phys_l2o.to_toml({"optimizer": spec, "task": {"type": "quadratic"},
+                                        "schedule": schedule}))
+    assert main(["train", "--config", str(config), "--seed", "1", "--out",
+                 str(tmp_path / "hnn.pt"), "--no-progress", "--device", "cpu",
+                 "--allow-untrained", "--no-compile"]) == 0
+    sizes = {k: schedule[k] for k in ("epochs", "trajectories", "meta_batch", "steps",
+                                      "validation_problems")}
+    sweep = Sweep.from_dict({
+        "name": "one", "train": {"type": "quadratic"},
+        "budgets": {"b": {**sizes, "test_problems": 2, "seeds": 1}},
+        "targets": {"quadratic": {"task": {"type": "quadratic"}}},
+        "variants": [{"name": "hnn", "optimizer": spec, "unroll": 4, "meta_lr": 0.01}]})
+    run_sweep(sweep, out=tmp_path / "run", seeds=[1], device="cpu", progress=False,
+              compile=False)
+    trained, _ = load_checkpoint(tmp_path / "hnn.pt")
+    swept, record = load_checkpoint(tmp_path / "run" / "cells" / "hnn" / "seed-1.pt")
+    assert record["schedule"] == load_checkpoint(tmp_path / "hnn.pt")[1]["schedule"]
+    for (name, a), b in zip(trained.state_dict().items(), swept.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def module_imports(name: str, path: Path, is_package: bool) -> set[str]:
+    """The ``phys_l2o`` modules that module ``name`` imports anywhere in its source (function
+    bodies and ``TYPE_CHECKING`` blocks included), relative imports resolved; ``from X import
+    y`` counts as ``X.y`` where that is a module."""
+    package = name if is_package else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}
+    return {m for m in found if m.startswith("phys_l2o")}
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of ``graph`` with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(name: str) -> None:
+        index[name] = low[name] = len(index)
+        stack.append(name)
+        for other in graph[name]:
+            if other not in index:
+                visit(other)
+                low[name] = min(low[name], low[other])
+            elif other in stack:
+                low[name] = min(low[name], index[other])
+        if low[name] == index[name]:
+            component = []
+            while not component or component[-1] != name:
+                component.append(stack.pop())
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for name in sorted(graph):
+        if name not in index:
+            visit(name)
+    return circles
+
+
+def test_no_import_circle_anywhere_in_the_package():
+    """The package's modules import one another in one direction: every import counts, also
+    inside functions and ``TYPE_CHECKING`` blocks, except those of the top-level package
+    ``phys_l2o`` (a lazy namespace that names everything)."""
+    modules = {"phys_l2o": (Path(phys_l2o.__file__), True)}
+    for info in pkgutil.walk_packages(phys_l2o.__path__, "phys_l2o."):
+        spec = importlib.util.find_spec(info.name)
+        modules[info.name] = (Path(spec.origin), info.ispkg)
+    graph = {name: {m for m in module_imports(name, *where) if m in modules and m != name
+                    and m != "phys_l2o"}
+             for name, where in modules.items()}
+    assert "phys_l2o.experiments.spec" in graph["phys_l2o.experiments.runner"]
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    circles = import_circles(graph)
+    assert not circles, f"import circles: {circles}"

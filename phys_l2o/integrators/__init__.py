@@ -7,7 +7,7 @@ torchdiffeq solvers and the symplectic schemes; the parameter-state optimizer st
 them too.
 """
 
-from .base import Readout
+from .base import CallCount, Readout, count_calls
 from .euler_readout import EulerReadout
 from .flows import (
     ODE_METHODS,
@@ -20,6 +20,7 @@ from .flows import (
 from .ode_readout import FlowReadout
 
 __all__ = [
+    "CallCount",
     "ODE_METHODS",
     "EulerReadout",
     "Flow",
@@ -28,5 +29,6 @@ __all__ = [
     "Readout",
     "SymplecticEuler",
     "TorchdiffeqFlow",
+    "count_calls",
     "odeint_field",
 ]

@@ -14,6 +14,9 @@ as the ``readout`` kind (``phys_l2o.registry``), the flow maps they may integrat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from torch import Tensor, nn
 
 from ..checks import positive_int
@@ -24,13 +27,38 @@ class Readout(nn.Module):
 
     Attributes:
         width: the feature width ``d`` the read-out's heads were built for.
-        nfe: function evaluations of the field in the last call.
     """
 
     def __init__(self, width: int) -> None:
         super().__init__()
         self.width = positive_int("width", width)
-        self.nfe = 0
 
     def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+
+class CallCount:
+    """How many times a module was called while ``count_calls`` watched it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *_: object) -> None:
+        self.calls += 1
+
+
+@contextmanager
+def count_calls(module: nn.Module) -> Iterator[CallCount]:
+    """Count the calls of ``module`` (a field: its evaluations) while the block runs, with a
+    forward hook: nothing in the module changes, and no read-out or flow keeps a count.
+
+        with count_calls(optimizer.field) as count:
+            readout(field, q, q_dot)
+        count.calls       # 4 for rk4
+    """
+    count = CallCount()
+    handle = module.register_forward_hook(count)
+    try:
+        yield count
+    finally:
+        handle.remove()

@@ -32,7 +32,6 @@ class EulerReadout(Readout):
 
     def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
         dq_dt, dq_dot_dt = field(q, q_dot)
-        self.nfe = 1
         direction = self.direction_head(torch.cat([dq_dt, q], dim=-1))
         next_q_dot = self.q_dot_head(torch.cat([dq_dt, dq_dot_dt], dim=-1))
         return direction, next_q_dot

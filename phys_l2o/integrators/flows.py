@@ -4,7 +4,7 @@ A flow map is the numerical solution operator of the port-Hamiltonian field:
 
     q_T, q_dot_T = flow(field, q, q_dot)        each (..., d)
 
-over ``t in [0, horizon]``; ``flow.nfe`` counts the field evaluations of the last call.
+over ``t in [0, horizon]`` (``integrators.count_calls`` counts the field's evaluations).
 Registered as the ``flow`` kind (``phys_l2o.registry``):
 
 * the torchdiffeq solvers (``euler``, ``midpoint``, ``heun3``, ``rk4``, ``bosh3``, ``dopri5``,
@@ -43,8 +43,6 @@ class Flow(nn.Module):
     def __init__(self, horizon: float = 1.0) -> None:
         super().__init__()
         self.horizon = positive_number("the horizon", horizon)
-        #: function evaluations of the field in the last call.
-        self.nfe = 0
 
     def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -53,8 +51,8 @@ class Flow(nn.Module):
         return f"horizon={self.horizon}"
 
 
-class _CountingField(nn.Module):
-    """The field as torchdiffeq wants it, ``(t, (q, q_dot)) -> (dq/dt, dq_dot/dt)``, counting calls.
+class _TimeField(nn.Module):
+    """The field as torchdiffeq wants it, ``(t, (q, q_dot)) -> (dq/dt, dq_dot/dt)``.
 
     An ``nn.Module`` holding the field, so ``odeint_adjoint`` finds the field's weights.
     """
@@ -62,24 +60,22 @@ class _CountingField(nn.Module):
     def __init__(self, field: nn.Module) -> None:
         super().__init__()
         self.field = field
-        self.nfe = 0
 
     def forward(self, t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        self.nfe += 1
         return self.field(*state)
 
 
 def _odeint(field: nn.Module, q: Tensor, q_dot: Tensor, t: Tensor, *, method: str,
             rtol: float, atol: float, options: Mapping[str, Any] | None,
-            adjoint: bool) -> tuple[Tensor, Tensor, int]:
-    func = _CountingField(field)
+            adjoint: bool) -> tuple[Tensor, Tensor]:
+    func = _TimeField(field)
     kwargs = {"rtol": rtol, "atol": atol, "method": method, "options": dict(options or {})}
     if adjoint:
         q_t, q_dot_t = odeint_adjoint(func, (q, q_dot), t, **kwargs,
                                       adjoint_params=tuple(field.parameters()))
     else:
         q_t, q_dot_t = odeint(func, (q, q_dot), t, **kwargs)
-    return q_t, q_dot_t, func.nfe
+    return q_t, q_dot_t
 
 
 def odeint_field(field: nn.Module, q: Tensor, q_dot: Tensor, t: Tensor, *,
@@ -102,9 +98,8 @@ def odeint_field(field: nn.Module, q: Tensor, q_dot: Tensor, t: Tensor, *,
     Returns:
         ``(q_t, q_dot_t)``, each ``(time, ..., d)``.
     """
-    q_t, q_dot_t, _ = _odeint(field, q, q_dot, t, method=method, rtol=rtol, atol=atol,
-                              options=options, adjoint=adjoint)
-    return q_t, q_dot_t
+    return _odeint(field, q, q_dot, t, method=method, rtol=rtol, atol=atol, options=options,
+                   adjoint=adjoint)
 
 
 class TorchdiffeqFlow(Flow):
@@ -136,9 +131,8 @@ class TorchdiffeqFlow(Flow):
 
     def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
         t = torch.tensor([0.0, self.horizon], dtype=q.dtype, device=q.device)
-        q_t, q_dot_t, self.nfe = _odeint(field, q, q_dot, t, method=self.method, rtol=self.rtol,
-                                         atol=self.atol, options=self.options,
-                                         adjoint=self.adjoint)
+        q_t, q_dot_t = _odeint(field, q, q_dot, t, method=self.method, rtol=self.rtol,
+                               atol=self.atol, options=self.options, adjoint=self.adjoint)
         return q_t[-1], q_dot_t[-1]
 
     def extra_repr(self) -> str:
@@ -170,9 +164,6 @@ class _SplitFlow(Flow):
         steps: sub-steps.
     """
 
-    #: field evaluations per sub-step.
-    evaluations: int
-
     def __init__(self, horizon: float = 1.0, steps: int = 1) -> None:
         super().__init__(horizon)
         self.steps = positive_int("steps", steps)
@@ -185,7 +176,6 @@ class _SplitFlow(Flow):
         h = self.horizon / self.steps
         for _ in range(self.steps):
             q, q_dot = self.substep(field, q, q_dot, h)
-        self.nfe = self.evaluations * self.steps
         return q, q_dot
 
     def extra_repr(self) -> str:
@@ -207,8 +197,6 @@ class SymplecticEuler(_SplitFlow):
     Options: ``horizon`` (the integration time) and ``steps`` (sub-steps).
     """
 
-    evaluations = 2
-
     def substep(self, field: nn.Module, q: Tensor, q_dot: Tensor,
                 h: float) -> tuple[Tensor, Tensor]:
         q_dot = q_dot + h * field(q, q_dot)[1]
@@ -229,8 +217,6 @@ class Leapfrog(_SplitFlow):
     parameter-state optimizer), both kicks see the same gradient. Options: ``horizon`` and
     ``steps``, as for ``SymplecticEuler``.
     """
-
-    evaluations = 3
 
     def substep(self, field: nn.Module, q: Tensor, q_dot: Tensor,
                 h: float) -> tuple[Tensor, Tensor]:

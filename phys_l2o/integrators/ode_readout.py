@@ -53,7 +53,6 @@ class FlowReadout(Readout):
 
     def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
         q_t, q_dot_t = self.flow(field, q, q_dot)
-        self.nfe = self.flow.nfe
         v_q = (q_t - q) / self.flow.horizon
         v_q_dot = (q_dot_t - q_dot) / self.flow.horizon
         direction = self.direction_head(torch.cat([v_q, q], dim=-1))

@@ -1,23 +1,31 @@
-"""Meta-training (truncated BPTT), evaluation on shared test problems, statistics, checkpoints."""
+"""Meta-training (a training state moved by a gradient estimator: truncated BPTT), evaluation
+on shared test problems, statistics, checkpoints."""
 
+from .callbacks import Callback, Checkpointing, DivergenceCheck, Monitors, Progress
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .estimators import GradientEstimator, MetaStep, TruncatedBPTT
 from .evaluate import compare, evaluate
 from .rollout import rollout
+from .state import MetaTrainingDiverged, MetaTrainingInterrupted, Schedule, TrainResult, TrainState
 from .stats import bootstrap_ci, paired_difference, summarize
-from .train import (
-    MetaTrainingDiverged,
-    MetaTrainingInterrupted,
-    Schedule,
-    TrainResult,
-    meta_train,
-)
+from .train import MetaTrainer, meta_train
 
 __all__ = [
+    "Callback",
     "CheckpointError",
+    "Checkpointing",
+    "DivergenceCheck",
+    "GradientEstimator",
+    "MetaStep",
+    "MetaTrainer",
     "MetaTrainingDiverged",
     "MetaTrainingInterrupted",
+    "Monitors",
+    "Progress",
     "Schedule",
     "TrainResult",
+    "TrainState",
+    "TruncatedBPTT",
     "bootstrap_ci",
     "compare",
     "evaluate",

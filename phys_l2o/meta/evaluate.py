@@ -1,4 +1,5 @@
-"""Evaluation: every method runs, frozen, on the same batch of test problems."""
+"""Evaluation: every method runs, frozen, on the same batch of test problems; and how many
+field evaluations a learned optimizer's step costs."""
 
 from __future__ import annotations
 
@@ -9,22 +10,47 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..integrators import count_calls
 from ..optimizers.base import Optimizer
-from ..tasks.base import Problems, Task
+from ..tasks.base import Problems, Task, select
 from .rollout import rollout
 
 
-def evaluate(optimizer: Optimizer, task: Task, problems: Problems, steps: int) -> Tensor:
-    """Losses ``(batch, steps)`` of ``optimizer`` on ``problems`` (no meta-gradients)."""
+def evaluate(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
+             scale: float | None = None) -> Tensor:
+    """Losses ``(batch, steps)`` of ``optimizer`` on ``problems`` (no meta-gradients).
+
+    ``scale``: the scale of the updates (default: the optimizer's ``step_scale``, the
+    ``out_mul`` it was trained with).
+    """
     was_training = getattr(optimizer, "training", None)
     if was_training:
         optimizer.eval()
     try:
         with torch.no_grad():
-            return rollout(optimizer, task, problems, steps)
+            return rollout(optimizer, task, problems, steps, scale=scale)
     finally:
         if was_training:
             optimizer.train()
+
+
+def field_evaluations(optimizer: Optimizer, task: Task, problems: Problems,
+                      steps: int) -> float | None:
+    """Field evaluations per step, averaged over ``steps`` steps of the first problem (eager);
+    ``None`` for an optimizer without a ``field``.
+
+    Counted from outside by a hook on the field (``integrators.count_calls``): fixed-step
+    read-outs give their constant (1 for the paper's Euler read-out, 4 for ``rk4``), adaptive
+    solvers the mean of their varying counts.
+    """
+    module = getattr(optimizer, "module", optimizer)  # a CompiledOptimizer: its eager module
+    field = getattr(module, "field", None)
+    if field is None:
+        return None
+    first = select(problems, slice(0, 1))
+    with count_calls(field) as count:
+        evaluate(module, task, first, steps)
+    return count.calls / steps
 
 
 def compare(optimizers: Mapping[str, Optimizer], task: Task, problems: Problems, steps: int, *,

@@ -1,126 +1,49 @@
-"""Meta-training by truncated backpropagation through the optimization trajectory.
+"""Meta-training: a training state moved epoch by epoch by a gradient estimator.
 
-One *trajectory* optimizes a meta-batch of fresh problems for ``steps`` steps; every
-``unroll`` steps the mean over problems of the summed losses (eq. 3) is back-propagated into
-the optimizer's weights (Adam), then the trajectory is detached. The last, partial truncation
-gets its update too. After every epoch of ``trajectories`` trajectories, the mean final-step
-loss on a fixed batch of validation problems decides which weights are kept (the untrained
-weights are the first candidate); ``meta_train`` hands the optimizer back with those loaded.
+``MetaTrainer`` holds what does not change during a run (the optimizer to roll out with, the
+task, the schedule, the validation problems, the estimator, the callbacks, the ranks);
+``init`` gives the first ``TrainState`` (the untrained weights validated as epoch 0) or the
+one of a saved payload, and ``epoch`` moves a state by one epoch: ``trajectories``
+trajectories, each a fresh meta-batch drawn from the state's generator and handed to the
+estimator (``TruncatedBPTT`` by default), then the mean final-step loss on the fixed
+validation problems, which decides whether the weights are the best so far. ``run`` calls
+``epoch`` until the schedule ends, telling the callbacks (progress, monitors, divergence,
+training states: ``callbacks.py``).
+
+``meta_train`` is the convenience shared by the command line, the sweeps and the tutorial:
+it builds the trainer and its usual callbacks, resumes or starts, runs, and hands the
+optimizer back with its best weights loaded.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
-import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from torch import Tensor
-from tqdm.auto import tqdm
 
-from ..checks import positive_int, positive_number
-from ..optimizers.base import LearnedOptimizer, Optimizer
+from ..checks import positive_int
+from ..optimizers.base import CompiledOptimizer, LearnedOptimizer, Optimizer
 from ..parallel import Ranks
-from ..registry import spec_of
 from ..seeding import make_generator
 from ..tasks.base import Problems, Task, select
-from .checkpoint import CheckpointError, atomic_write
+from .callbacks import Callback, Checkpointing, DivergenceCheck, Monitors, Progress
+from .estimators import GradientEstimator, MetaStep, TruncatedBPTT
 from .evaluate import evaluate
-from .rollout import WINDOWS, rollout
+from .state import (
+    MetaTrainingDiverged,
+    MetaTrainingInterrupted,
+    Schedule,
+    TrainResult,
+    TrainState,
+    load_training_state,
+    untrained_result,
+    weights_of,
+)
 
-
-@dataclass
-class Schedule:
-    """How long and how a learned optimizer is meta-trained.
-
-    The defaults are the paper's quadratic schedule for the HNN.
-
-    ``loss_window`` and ``validation_pool`` choose between this project's protocol and the
-    original code's (``phys_l2o.protocols``): which losses a truncation sums (``"after"`` each
-    update, or ``"before"``, see ``rollout``), and which pool of a task with pools (MNIST) the
-    validation problems come from (``None``: the training task's own; ``"test"``: the test pool,
-    as the original does).
-    """
-
-    epochs: int = 100
-    trajectories: int = 20
-    meta_batch: int = 1
-    steps: int = 100
-    unroll: int = 15
-    meta_lr: float = 0.01
-    validation_problems: int = 50
-    loss_window: str = "after"
-    validation_pool: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "trajectories", "meta_batch", "steps", "unroll",
-                     "validation_problems"):
-            positive_int(name, getattr(self, name))
-        positive_number("meta_lr", self.meta_lr)
-        if self.loss_window not in WINDOWS:
-            raise ValueError(f"loss_window must be one of {list(WINDOWS)}, got "
-                             f"{self.loss_window!r}")
-        if self.validation_pool not in (None, "train", "test"):
-            raise ValueError(f"validation_pool must be 'train', 'test' or left out, got "
-                             f"{self.validation_pool!r}")
-
-    def to_dict(self) -> dict:
-        """The fields as plain data (a field left at ``None`` is left out)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-@dataclass
-class TrainResult:
-    """The best weights found and the record of the run.
-
-    Attributes:
-        best_state: the weights with the lowest validation loss (loaded into the optimizer
-            when ``meta_train`` returns).
-        best_epoch: the epoch they are from (0: the untrained weights).
-        best_validation: their validation loss.
-        history: ``{"epoch", "validation", "seconds"}`` per epoch.
-        seconds: wall time of the run.
-        skipped_updates: meta-updates skipped for a non-finite meta-loss or meta-gradient.
-        last_state: the weights after the last epoch (kept with ``keep_last=True``).
-        monitors: per monitored task (``meta_train(..., monitors=...)``), its best epoch
-            (``epoch``), validation loss (``validation``) and weights (``state``): an oracle's
-            choice, which the training task's validation cannot see.
-    """
-
-    best_state: dict[str, Tensor]
-    best_epoch: int
-    best_validation: float
-    history: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
-    skipped_updates: int = 0
-    last_state: dict[str, Tensor] | None = None
-    monitors: dict[str, dict] = field(default_factory=dict)
-
-
-class MetaTrainingDiverged(RuntimeError):
-    """Every trajectory of an epoch diverged. ``result`` holds the best weights found before."""
-
-    def __init__(self, message: str, result: TrainResult) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-class MetaTrainingInterrupted(KeyboardInterrupt):
-    """Meta-training was interrupted (Ctrl-C). ``result`` holds the best weights found so far;
-    ``state_path`` the training state to resume from (``None`` if none was being written), at
-    the end of epoch ``epoch``."""
-
-    def __init__(self, result: TrainResult, state_path: Path | None, epoch: int) -> None:
-        super().__init__(f"interrupted after epoch {epoch}")
-        self.result, self.state_path, self.epoch = result, state_path, epoch
-
-
-#: the format of the training state that ``meta_train(..., state_path=...)`` writes.
-STATE_FORMAT = "phys-l2o-training-state/1"
+__all__ = ["MetaTrainer", "meta_train", "validation_loss"]
 
 
 def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps: int,
@@ -138,73 +61,112 @@ def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps:
     return value if math.isfinite(value) else math.inf
 
 
-def _cpu(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
+class MetaTrainer:
+    """The fixed parts of a meta-training run; ``init`` and ``epoch`` move its ``TrainState``.
 
-
-def save_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
-                        meta_opt: torch.optim.Optimizer, train_gen: torch.Generator,
-                        epoch: int, result: TrainResult, schedule: Schedule, seed: int) -> None:
-    """Everything that an exact resume needs, at the end of ``epoch``, written atomically."""
-    from .. import __version__
-
-    payload = {
-        "format": STATE_FORMAT, "epoch": epoch, "seed": seed, "schedule": schedule.to_dict(),
-        "spec": spec_of(optimizer), "weights": _cpu(optimizer.state_dict()),
-        "meta_optimizer": meta_opt.state_dict(), "train_generator": train_gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "result": {"best_state": _cpu(result.best_state), "best_epoch": result.best_epoch,
-                   "best_validation": result.best_validation, "history": result.history,
-                   "seconds": result.seconds, "skipped_updates": result.skipped_updates,
-                   "monitors": {name: {**best, "state": _cpu(best["state"])}
-                                for name, best in result.monitors.items()}},
-        "versions": {"phys_l2o": __version__, "torch": str(torch.__version__)},
-    }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def _normal(spec: dict) -> dict:
-    """A saved spec as ``spec_of`` writes it today (a switch added since at its default is
-    left out), or as it was if it no longer builds."""
-    from ..registry import build
-
-    try:
-        return spec_of(build(spec, "optimizer"))
-    except Exception:  # noqa: BLE001 - then the saved spec is compared as it is
-        return spec
-
-
-def load_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
-                        schedule: Schedule, seed: int) -> dict:
-    """Read a training state and check that it belongs to this run.
-
-    Raises:
-        CheckpointError: no file, a damaged file, or a state of another run (another
-            optimizer spec, seed or schedule; only ``epochs`` may grow).
+    Args:
+        optimizer: the learned optimizer (its weights are trained in place); it is moved to
+            ``device``.
+        task: the problem family to meta-train on.
+        schedule: epochs, trajectories, truncation and meta learning rate.
+        seed: the master seed of the training and validation problems.
+        device: where the problems and the optimizer live.
+        estimator: turns a trajectory into meta-updates (default:
+            ``TruncatedBPTT(schedule.unroll, schedule.loss_window)``).
+        callbacks: the parts of the loop, told of its moments in this order.
+        ranks: this process's place in a data-parallel run (see ``meta_train``).
+        compile: roll out (training and validation) with one ``optimizer.compiled()``
+            wrapper, so that its compiled code is reused across epochs.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no training state at {path} to resume from; start without "
-                              "--resume")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a damaged file
-        raise CheckpointError(f"{path} is not a readable training state ({error}); start "
-                              "again without --resume") from error
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path} is not a phys-l2o training state")
-    mine = schedule.to_dict()
-    # a state written before a field existed holds its default
-    defaults = {f.name: f.default for f in fields(Schedule) if f.default is not None}
-    theirs = {**defaults, **dict(state["schedule"])}
-    if _normal(state["spec"]) != spec_of(optimizer) or state["seed"] != seed or \
-            {k: v for k, v in theirs.items() if k != "epochs"} != \
-            {k: v for k, v in mine.items() if k != "epochs"} or theirs["epochs"] > mine["epochs"]:
-        raise CheckpointError(
-            f"{path} belongs to another run (its spec, seed or schedule differ: saved seed "
-            f"{state['seed']}, schedule {theirs}; this run: seed {seed}, schedule {mine}); "
-            "resume with the same options, or start again with --overwrite")
-    return state
+
+    def __init__(self, optimizer: LearnedOptimizer, task: Task, schedule: Schedule, *,
+                 seed: int = 0, device: torch.device | str = "cpu",
+                 estimator: GradientEstimator | None = None,
+                 callbacks: Sequence[Callback] = (), ranks: Ranks | None = None,
+                 compile: bool = False) -> None:
+        self.ranks = Ranks() if ranks is None else ranks
+        if schedule.meta_batch % self.ranks.world:
+            raise ValueError(f"meta_batch {schedule.meta_batch} does not split evenly over "
+                             f"{self.ranks.world} processes; use a multiple of "
+                             f"{self.ranks.world}")
+        self.optimizer, self.task, self.schedule = optimizer.to(device), task, schedule
+        self.seed, self.device = seed, device
+        self.runner: LearnedOptimizer | CompiledOptimizer = \
+            optimizer.compiled() if compile else optimizer
+        self.estimator = TruncatedBPTT(schedule.unroll, schedule.loss_window) \
+            if estimator is None else estimator
+        self.callbacks = list(callbacks)
+        self.validation_task, self.validation = self.validation_set(task, "validation")
+        for callback in self.callbacks:
+            callback.setup(self)
+
+    def validation_set(self, task: Task, stream: str) -> tuple[Task, Problems]:
+        """The task validated (its validation pool, if the schedule names one) and its fixed
+        problems, drawn from the named stream of the seed."""
+        pool = self.schedule.validation_pool
+        task = task if pool is None else task.with_pool(pool)
+        return task, task.sample(self.schedule.validation_problems,
+                                 make_generator(self.seed, stream), self.device)
+
+    def validate(self, task: Task, problems: Problems) -> float:
+        """``validation_loss`` of the current weights on ``problems`` of ``task``."""
+        return validation_loss(self.runner, task, problems, self.schedule.steps, self.ranks)
+
+    def init(self, payload: dict | None = None) -> TrainState:
+        """The first state: the untrained weights validated as epoch 0, or, from a payload
+        (``TrainState.to_payload``'s, checked by ``load_training_state``), the saved one."""
+        generator = make_generator(self.seed, "meta-train")
+        meta_optimizer = torch.optim.Adam(self.optimizer.parameters(), lr=self.schedule.meta_lr)
+        if payload is not None:
+            return TrainState.from_payload(payload, optimizer=self.optimizer,
+                                           meta_optimizer=meta_optimizer, generator=generator)
+        state = TrainState(self.optimizer, meta_optimizer, generator, 0,
+                           untrained_result(self.optimizer))
+        state.result.history.append(self._validated(state, 0))
+        return state
+
+    def epoch(self, state: TrainState) -> TrainState:
+        """``state`` after one more epoch (its live optimizers and generator move in place)."""
+        schedule, meta_step = self.schedule, MetaStep(state, self.ranks)
+        share = self.ranks.shard(schedule.meta_batch)
+        for _ in range(schedule.trajectories):
+            problems = self.task.sample(schedule.meta_batch, state.generator, self.device)
+            if self.ranks.world > 1:
+                problems = select(problems, share)
+            self.estimator.trajectory(self.runner, self.task, problems, schedule.steps,
+                                      meta_step)
+            for callback in self.callbacks:
+                callback.on_trajectory(self, state)
+        record = self._validated(state, state.epoch + 1)
+        record["seconds"] = state.seconds()
+        state.result.history.append(record)
+        state.epoch += 1
+        for callback in self.callbacks:
+            callback.on_epoch(self, state)
+        return state
+
+    def run(self, state: TrainState) -> TrainState:
+        """Epochs until the schedule's last, telling the callbacks."""
+        try:
+            for callback in self.callbacks:
+                callback.on_start(self, state)
+            while state.epoch < self.schedule.epochs:
+                state = self.epoch(state)
+        finally:
+            for callback in self.callbacks:
+                callback.on_end(self, state)
+        state.stamp()
+        return state
+
+    def _validated(self, state: TrainState, epoch: int) -> dict:
+        """The history entry of the weights after ``epoch`` (the callbacks add to it); they
+        are kept if they are the best so far."""
+        value = self.validate(self.validation_task, self.validation)
+        record = {"epoch": epoch, "validation": value}
+        for callback in self.callbacks:
+            callback.on_validation(self, state, record)
+        state.keep_if_best(value, epoch)
+        return record
 
 
 def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | None = None, *,
@@ -212,7 +174,7 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
                keep_last: bool = False, state_path: str | os.PathLike | None = None,
                state_every: int = 1, resume: bool = False,
                monitors: Mapping[str, Task] | None = None,
-               ranks: Ranks | None = None) -> TrainResult:
+               ranks: Ranks | None = None, compile: bool = False) -> TrainResult:
     """Meta-train ``optimizer`` in place on ``task``; it ends with its best weights loaded.
 
     The best weights are those with the lowest validation loss after an epoch (the untrained
@@ -244,6 +206,9 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
             sharded, and rank 0 alone shows progress and writes the training state. The
             weights equal those of one process with the whole meta-batch, up to float
             rounding. ``None``: one process.
+        compile: roll out with one ``optimizer.compiled()`` wrapper (training truncations and
+            validation, so its compiled code is reused across epochs); the weights, the spec
+            and the meta-optimizer are the optimizer's own.
 
     Raises:
         MetaTrainingDiverged: if every trajectory of an epoch produced a non-finite
@@ -252,147 +217,37 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
         MetaTrainingInterrupted: on Ctrl-C (a ``KeyboardInterrupt``); the optimizer holds
             the best weights so far, and the last training state is on disk.
         CheckpointError: ``resume`` without a matching training state.
+        RuntimeError: ``compile`` for an optimizer that cannot be compiled here.
     """
     schedule = Schedule() if schedule is None else schedule
     positive_int("state_every", state_every)
     if resume and state_path is None:
         raise ValueError("resume needs the state_path of the run to continue")
     ranks = Ranks() if ranks is None else ranks
-    if schedule.meta_batch % ranks.world:
-        raise ValueError(f"meta_batch {schedule.meta_batch} does not split evenly over "
-                         f"{ranks.world} processes; use a multiple of {ranks.world}")
-    share = ranks.shard(schedule.meta_batch)
-    optimizer.to(device)
-    train_gen = make_generator(seed, "meta-train")
-    pool = schedule.validation_pool
-
-    def validation_set(watched: Task, stream: str) -> tuple[Task, Problems]:
-        watched = watched if pool is None else watched.with_pool(pool)
-        return watched, watched.sample(schedule.validation_problems,
-                                       make_generator(seed, stream), device)
-
-    validation_task, validation = validation_set(task, "validation")
-    watched = {name: validation_set(t, f"monitor-{name}")
-               for name, t in (monitors or {}).items()}
-
-    def validate() -> tuple[float, dict[str, float]]:
-        return (validation_loss(optimizer, validation_task, validation, schedule.steps, ranks),
-                {name: validation_loss(optimizer, t, problems, schedule.steps, ranks)
-                 for name, (t, problems) in watched.items()})
-
-    def watch(epoch: int, values: dict[str, float]) -> None:
-        for name, value in values.items():
-            best = result.monitors.get(name)
-            if best is None or value < best["validation"]:
-                result.monitors[name] = {"epoch": epoch, "validation": value,
-                                         "state": copy.deepcopy(optimizer.state_dict())}
-    meta_opt = torch.optim.Adam(optimizer.parameters(), lr=schedule.meta_lr)
-    start = time.perf_counter()
-    first_epoch, elapsed = 1, 0.0
-    if resume:
-        # rank 0 reads the state (its file need not be visible to the other machines)
-        saved = ranks.share(load_training_state(state_path, optimizer=optimizer,
-                                                schedule=schedule, seed=seed)
-                            if ranks.main else None)
-        optimizer.load_state_dict(saved["weights"])
-        meta_opt.load_state_dict(saved["meta_optimizer"])
-        train_gen.set_state(saved["train_generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        record = saved["result"]
-        result = TrainResult(record["best_state"], record["best_epoch"],
-                             record["best_validation"], list(record["history"]),
-                             skipped_updates=record["skipped_updates"],
-                             monitors=dict(record.get("monitors", {})))
-        first_epoch, elapsed = saved["epoch"] + 1, record["seconds"]
-    else:
-        best, values = validate()
-        result = TrainResult(copy.deepcopy(optimizer.state_dict()), 0, best,
-                             [{"epoch": 0, "validation": best,
-                               **({"monitors": values} if values else {})}])
-        watch(0, values)
-    skipped = result.skipped_updates
-
-    def meta_step(meta_loss: Tensor) -> bool:
-        nonlocal skipped
-        if not ranks.all(torch.isfinite(meta_loss)):
-            skipped += 1
-            return False
-        meta_opt.zero_grad(set_to_none=True)
-        meta_loss.backward()
-        grads = [p.grad for p in optimizer.parameters() if p.grad is not None]
-        ranks.average(grads)  # identical on every rank from here on
-        # one host synchronisation per truncation, none per step
-        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
-            skipped += 1
-            return False
-        meta_opt.step()
-        return True
-
-    def record_time() -> None:
-        result.seconds = elapsed + time.perf_counter() - start
-        result.skipped_updates = skipped
-
-    saved_epoch = completed = first_epoch - 1
-
-    def save(epoch: int) -> None:
-        nonlocal saved_epoch
-        if state_path is not None:
-            record_time()
-            if ranks.main:
-                save_training_state(state_path, optimizer=optimizer, meta_opt=meta_opt,
-                                    train_gen=train_gen, epoch=epoch, result=result,
-                                    schedule=schedule, seed=seed)
-            saved_epoch = epoch
-
-    bar = tqdm(total=schedule.epochs * schedule.trajectories,
-               disable=not (progress and ranks.main),
-               initial=(first_epoch - 1) * schedule.trajectories,
-               desc=f"meta-train {getattr(optimizer, 'name', 'optimizer')}", unit="traj")
+    checkpointing = None if state_path is None else Checkpointing(state_path, state_every)
+    callbacks = [Monitors(monitors or {}), Progress(progress), DivergenceCheck(),
+                 *([checkpointing] if checkpointing else [])]
+    trainer = MetaTrainer(optimizer, task, schedule, seed=seed, device=device,
+                          callbacks=callbacks, ranks=ranks, compile=compile)
+    payload = None
+    if resume:  # rank 0 reads the state (its file need not be visible to the other machines)
+        payload = ranks.share(load_training_state(state_path, optimizer=optimizer,
+                                                  schedule=schedule, seed=seed)
+                              if ranks.main else None)
+    state = trainer.init(payload)
     try:
-        if not resume:
-            save(0)
-        for epoch in range(first_epoch, schedule.epochs + 1):
-            diverged_before = skipped
-            for _ in range(schedule.trajectories):
-                problems = task.sample(schedule.meta_batch, train_gen, device)
-                if ranks.world > 1:
-                    problems = select(problems, share)
-                rollout(optimizer, task, problems, schedule.steps,
-                        truncation=schedule.unroll, meta_step=meta_step,
-                        window=schedule.loss_window)
-                bar.update(1)
-            value, values = validate()
-            result.history.append({"epoch": epoch, "validation": value,
-                                   **({"monitors": values} if values else {}),
-                                   "seconds": elapsed + time.perf_counter() - start})
-            watch(epoch, values)
-            if value < result.best_validation:
-                result.best_state = copy.deepcopy(optimizer.state_dict())
-                result.best_epoch, result.best_validation = epoch, value
-            bar.set_postfix(val=f"{value:.4g}", best=f"{result.best_validation:.4g}",
-                            diverged=skipped)
-            if skipped - diverged_before >= schedule.trajectories:
-                record_time()
-                optimizer.load_state_dict(result.best_state)
-                raise MetaTrainingDiverged(
-                    f"meta-training diverged: every trajectory of epoch {epoch} produced a "
-                    f"non-finite meta-loss (meta_lr={schedule.meta_lr}, "
-                    f"out_mul={getattr(optimizer, 'out_mul', '?')}). Lower the meta learning rate "
-                    f"or out_mul. The best weights so far (epoch {result.best_epoch}) are in "
-                    "this error's `result`.", result)
-            completed = epoch
-            if epoch % state_every == 0 or epoch == schedule.epochs:
-                save(epoch)
+        state = trainer.run(state)
+    except MetaTrainingDiverged as error:
+        optimizer.load_state_dict(error.result.best_state)
+        raise
     except KeyboardInterrupt as interrupt:
-        record_time()
+        result = state.stamp()
         optimizer.load_state_dict(result.best_state)
-        if state_path is None:
-            raise MetaTrainingInterrupted(result, None, completed) from interrupt
-        raise MetaTrainingInterrupted(result, Path(state_path), saved_epoch) from interrupt
-    finally:
-        bar.close()
-    record_time()
+        if checkpointing is None:
+            raise MetaTrainingInterrupted(result, None, state.epoch) from interrupt
+        raise MetaTrainingInterrupted(result, Path(state_path),
+                                      checkpointing.saved_epoch) from interrupt
     if keep_last:
-        result.last_state = copy.deepcopy(optimizer.state_dict())
-    optimizer.load_state_dict(result.best_state)
-    return result
+        state.result.last_state = weights_of(optimizer)
+    optimizer.load_state_dict(state.result.best_state)
+    return state.result

@@ -8,9 +8,12 @@ preprocessings as ``preprocessing`` (``phys_l2o.registry``).
 from __future__ import annotations
 
 from .base import (
+    CompiledOptimizer,
     LearnedOptimizer,
     Optimizer,
     Segments,
+    advance,
+    apply_update,
     compile_available,
     detach_state,
     segment_normalize,
@@ -37,6 +40,7 @@ __all__ = [
     "HNN",
     "AdamBaseline",
     "BaselineState",
+    "CompiledOptimizer",
     "GradientPreprocessing",
     "HNNState",
     "LSTMOptimizer",
@@ -51,6 +55,8 @@ __all__ = [
     "SGDBaseline",
     "Segments",
     "TorchOptimizer",
+    "advance",
+    "apply_update",
     "compile_available",
     "detach_state",
     "momentum_sgd",

@@ -3,15 +3,21 @@
 Parameters of a batch of ``B`` problems live in one tensor ``params`` of shape
 ``(batch, coords)``; ``segments`` gives the sizes of the parameter tensors packed into
 ``coords`` (e.g. ``(15680, 20, 200, 10)`` for a 784-20-10 MLP). An optimizer keeps the
-``Optimizer`` protocol:
+``Optimizer`` protocol: ``step`` returns an *update*, not new parameters, and one function,
+``advance``, applies it (optax's convention: scaling is the last link):
 
     state = optimizer.init_state(params, segments)
-    params, state = optimizer.step(params, grad, state)
+    update, state = optimizer.step(params, grad, state)
+    params = apply_update(params, update, scale)      # params + scale * update
 
-``step`` acts on every coordinate of every problem in one tensor program. Its state is a
-``NamedTuple`` of the optimizer's own (``HNNState``, ``LSTMState``, ...). For learned
-optimizers (``LearnedOptimizer``) ``step`` is differentiable with respect to the optimizer's
-own weights. Every optimizer has a spec (``phys_l2o.spec_of``) that rebuilds it.
+``advance(optimizer, params, grad, state, scale=None)`` does both, with ``scale`` defaulting to
+the optimizer's ``step_scale`` (a learned optimizer's trained ``out_mul``; 1 for the
+baselines). ``step`` acts on every coordinate of every problem in one tensor program. Its
+state is a ``NamedTuple`` of the optimizer's own (``HNNState``, ``LSTMState``, ...). For
+learned optimizers (``LearnedOptimizer``) ``step`` is differentiable with respect to the
+optimizer's own weights. Every optimizer has a spec (``phys_l2o.spec_of``) that rebuilds it.
+``LearnedOptimizer.compiled()`` gives a ``CompiledOptimizer``: the same optimizer whose
+``advance`` runs through ``torch.compile``, with the compiler's settings scoped to it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import torch
@@ -40,12 +46,18 @@ class Optimizer(Protocol[S]):
 
     name: str
 
+    @property
+    def step_scale(self) -> float:
+        """The scale ``advance`` applies updates with by default."""
+        ...
+
     def init_state(self, params: Tensor, segments: Sequence[int]) -> S:
         """The state before the first step, for ``params`` ``(batch, coords)``."""
         ...
 
     def step(self, params: Tensor, grad: Tensor, state: S) -> tuple[Tensor, S]:
-        """``params`` and ``grad`` ``(batch, coords)`` to the next parameters and state."""
+        """``params`` and ``grad`` ``(batch, coords)`` to the update ``(batch, coords)`` and
+        the next state."""
         ...
 
     def num_params(self) -> int | None:
@@ -81,17 +93,48 @@ class Segments(NamedTuple):
         return cls(ids, len(sizes))
 
 
+def apply_update(params: Tensor, update: Tensor, scale: float) -> Tensor:
+    """The next parameters: ``params + scale * update``, each ``(batch, coords)``."""
+    return params + scale * update
+
+
+def step_scale(optimizer: Any) -> float:
+    """The scale ``optimizer``'s updates are applied with by default (its ``step_scale``)."""
+    return float(getattr(optimizer, "step_scale", 1.0))
+
+
+def advance(optimizer: Any, params: Tensor, grad: Tensor, state: Any,
+            scale: float | None = None) -> tuple[Tensor, Any]:
+    """One optimizer step applied: ``(params + scale * update, state')``.
+
+    The one place where parameters move: rollouts, meta-training, evaluation and the
+    ``torch.optim`` adapter all step through it. ``scale`` defaults to the optimizer's
+    ``step_scale``; a ``CompiledOptimizer`` runs this whole function compiled.
+    """
+    if isinstance(optimizer, CompiledOptimizer):
+        return optimizer.advance(params, grad, state, scale)
+    update, state = optimizer.step(params, grad, state)
+    return apply_update(params, update, step_scale(optimizer) if scale is None else scale), state
+
+
 class LearnedOptimizer(nn.Module):
     """Base class for optimizers with meta-trainable weights.
 
-    Subclasses implement ``init_state`` and ``step`` and are registered as the
-    ``optimizer`` kind (``@register("optimizer", name)``). ``out_mul`` scales the output.
+    Subclasses implement ``init_state`` and ``step`` (which returns an update) and are
+    registered as the ``optimizer`` kind (``@register("optimizer", name)``). Their updates are
+    applied with ``step_scale``: the ``out_mul`` they were built (and trained) with, 1 if
+    they have none.
     """
 
     #: the name under which the optimizer is registered (used in checkpoints and reports).
     name: str = "learned"
-    #: inductor options of ``compile_step`` (a class may tune its compiled code).
+    #: inductor options of ``compiled`` (a class may tune its compiled code).
     compile_options: dict[str, Any] = {}
+
+    @property
+    def step_scale(self) -> float:
+        """The scale of the updates: the trained ``out_mul`` (1 without one)."""
+        return float(getattr(self, "out_mul", 1.0))
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> tuple:
         raise NotImplementedError
@@ -127,8 +170,8 @@ class LearnedOptimizer(nn.Module):
         return sorted({type(m).__name__ for m in self.modules()
                        if getattr(m, "compilable", True) is False})
 
-    def compile_step(self, enabled: bool = True, *, mode: str | None = None) -> LearnedOptimizer:
-        """Run ``step`` through ``torch.compile`` (or back in eager mode with ``False``).
+    def compiled(self, *, mode: str | None = None) -> CompiledOptimizer:
+        """This optimizer with its ``advance`` run through ``torch.compile``.
 
         On a GPU, steps without meta-gradients (evaluation, validation) are compiled with
         ``mode="reduce-overhead"``: CUDA graphs replay a whole step in one launch, which is
@@ -140,7 +183,8 @@ class LearnedOptimizer(nn.Module):
         Compilation fuses the many small element-wise operations of a step into a few loops,
         which pays on large problems (MNIST: 1.3-2.5x end to end); it costs seconds per new
         shape of ``params`` (and per grad mode) and needs a C++ compiler on the CPU. Results
-        agree with eager mode to floating-point rounding. Returns ``self``.
+        agree with eager mode to floating-point rounding. The optimizer itself is unchanged:
+        the wrapper shares its weights.
 
         Raises:
             RuntimeError: no C++ compiler was found (see ``compile_available``), or a piece of
@@ -149,50 +193,69 @@ class LearnedOptimizer(nn.Module):
                 the adaptive ODE flows, whose step size depends on the data, and the LSTM with
                 ``alias_grad``).
         """
-        self.__dict__.pop("step", None)
-        if enabled:
-            blocked = self.uncompilable_pieces()
-            if blocked:
-                raise RuntimeError(f"this optimizer cannot be compiled: {', '.join(blocked)} "
-                                   "does what torch.compile does not trace (a derivative or a "
-                                   "step size inside the step, or an input aliased on purpose; "
-                                   "see its docstring); run it in eager mode "
-                                   "(compile_step(False), `--no-compile`)")
-            if not compile_available():
-                raise RuntimeError("torch.compile needs a C++ compiler for CPU code and none was "
-                                   "found (set $CXX or install g++ or clang++); or run in eager "
-                                   "mode (compile_step(False), `--no-compile`)")
-            if not torch.cuda.is_available():  # torch warns of a missing CUDA runtime on CPU
-                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            # one compiled variant per shape, grad mode and state layout; meta-training,
-            # validation and test sizes of a few optimizers exceed the default limit of 8
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-            self.step = CompiledStep(self.step, mode, self.compile_options)
-        return self
+        blocked = self.uncompilable_pieces()
+        if blocked:
+            raise RuntimeError(f"this optimizer cannot be compiled: {', '.join(blocked)} "
+                               "does what torch.compile does not trace (a derivative or a "
+                               "step size inside the step, or an input aliased on purpose; "
+                               "see its docstring); run it in eager mode (`--no-compile`)")
+        if not compile_available():
+            raise RuntimeError("torch.compile needs a C++ compiler for CPU code and none was "
+                               "found (set $CXX or install g++ or clang++); or run in eager "
+                               "mode (`--no-compile`)")
+        return CompiledOptimizer(self, mode)
 
 
-class CompiledStep:
-    """A step compiled once per mode (see ``LearnedOptimizer.compile_step``)."""
+#: compiled variants per function: one per shape, grad mode and state layout; meta-training,
+#: validation and test sizes of a few optimizers exceed torch's default limit of 8.
+RECOMPILE_LIMIT = 64
 
-    def __init__(self, step: Callable, mode: str | None,
-                 options: dict[str, Any] | None = None) -> None:
-        self.eager, self.mode, self.options, self.compiled = step, mode, options or {}, {}
+
+class CompiledOptimizer:
+    """A learned optimizer whose ``advance`` (step and update) runs compiled, once per mode.
+
+    Everything else (``init_state``, ``parameters``, ``state_dict``, ``spec``, ...) is the
+    wrapped optimizer's, ``module``. The compiler's settings (the recompile limit, the class's
+    ``compile_options``) apply to this wrapper's calls only.
+    """
+
+    def __init__(self, module: LearnedOptimizer, mode: str | None = None) -> None:
+        self.module, self.mode, self.compiled = module, mode, {}
+        self.options = dict(module.compile_options)
+        if not torch.cuda.is_available():  # torch warns of a missing CUDA runtime on CPU
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+    def __repr__(self) -> str:
+        return f"CompiledOptimizer({self.module!r})"
 
     def mode_for(self, params: Tensor) -> str | None:
         if self.mode is not None:
             return self.mode
         return "reduce-overhead" if params.is_cuda and not torch.is_grad_enabled() else None
 
-    def __call__(self, params: Tensor, grad: Tensor, state: Any) -> tuple[Tensor, Any]:
+    def _eager(self, params: Tensor, grad: Tensor, state: Any,
+               scale: float | None) -> tuple[Tensor, Any]:
+        return advance(self.module, params, grad, state, scale)
+
+    def advance(self, params: Tensor, grad: Tensor, state: Any,
+                scale: float | None = None) -> tuple[Tensor, Any]:
         mode = self.mode_for(params)
-        step = self.compiled.get(mode)
-        if step is None:
+        function = self.compiled.get(mode)
+        if function is None:
             # torch.compile takes a mode or options; the default mode takes the options
             how = {"mode": mode} if mode is not None else {"options": self.options}
-            step = self.compiled[mode] = torch.compile(self.eager, dynamic=False, **how)
+            function = self.compiled[mode] = torch.compile(self._eager, dynamic=False, **how)
         if mode == "reduce-overhead" and params.is_cuda:
             torch.compiler.cudagraph_mark_step_begin()
-        return step(params, grad, state)
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            return function(params, grad, state, scale)
+
+    def step(self, params: Tensor, grad: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """The wrapped optimizer's update, eager (``advance`` is the compiled path)."""
+        return self.module.step(params, grad, state)
 
 
 def compile_available() -> bool:

@@ -54,6 +54,9 @@ class TorchOptimizer:
         except (TypeError, ValueError) as error:
             raise ValueError(f"bad options for the {self.name!r} baseline: {error}") from error
 
+    #: updates are whole steps: ``advance`` applies them at scale 1.
+    step_scale = 1.0
+
     def num_params(self) -> None:
         return None
 
@@ -72,7 +75,7 @@ class TorchOptimizer:
         state.leaf.copy_(params)
         state.leaf.grad = grad.detach()
         state.optim.step()
-        return state.leaf.detach().clone(), state
+        return state.leaf.detach() - params, state
 
     def __repr__(self) -> str:
         options = "".join(f", {k}={v!r}" for k, v in self.kwargs.items())

@@ -4,7 +4,7 @@ For every coordinate, ``q`` is its gradient and ``q_dot`` the network's own outp
 previous step (zeros at step 0):
 
     direction, q_dot' = readout(field, pre(grad), pre(q_dot))
-    theta'            = theta + out_mul * direction
+    update            = direction                 (applied as theta + out_mul * update)
 
 With ``normalize`` (the paper's quadratic setting) ``q_dot'`` is divided by its L2 norm over
 each parameter tensor.
@@ -74,7 +74,7 @@ class HNN(LearnedOptimizer):
         readout: a read-out module, spec or name (``phys_l2o.registered("readout")``);
             ``None`` is the paper's ``euler-readout``. For a full ODE solve:
             ``{"type": "flow-readout", "flow": {"type": "rk4"}}``.
-        out_mul: scale of the parameter step.
+        out_mul: the scale the updates are trained and applied with (``step_scale``).
         normalize: divide ``q_dot'`` by its L2 norm over each parameter tensor.
         detach_q_dot: read the carried ``q_dot`` without its graph, as the original MNIST HNN
             does (it passes ``q_dot.data`` to the preprocessing; difference D1 of the
@@ -138,7 +138,7 @@ class HNN(LearnedOptimizer):
         if self.normalize:
             next_q_dot = segment_normalize(next_q_dot, state.segments)
         direction = rearrange(direction, "batch coords 1 -> batch coords")
-        return params + self.out_mul * direction, state._replace(q_dot=next_q_dot)
+        return direction, state._replace(q_dot=next_q_dot)
 
 
 def check_width(module: nn.Module, width: int, what: str, preprocessing: Any) -> None:

@@ -1,7 +1,8 @@
 """The coordinatewise LSTM optimizer of Andrychowicz et al. (2016).
 
 Two stacked ``LSTMCell``s of 20 units and a ``Linear(20 -> 1)`` shared by every coordinate;
-input the (optionally preprocessed) gradient; ``theta' = theta + out_mul * output``.
+input the (optionally preprocessed) gradient; the update is the output (applied as
+``theta + out_mul * output``).
 
 **The step.** Each layer computes exactly what ``nn.LSTMCell`` computes (its weights live in
 ``nn.LSTMCell`` modules, so checkpoints are those of the cells), in a layout made for one cell
@@ -11,7 +12,7 @@ is a contiguous block that the element-wise work (four activations, the new cell
 state) reads in long vectors. Its backward pass (``LSTMCellFunction``) is written out: it
 recomputes the activations from the saved gates instead of storing them, and forms the weight
 gradients as ``[x; h] @ dgates^T``, which splits over threads along the rows.
-``compile_step`` compiles the whole step, forward and written-out backward, which fuses each
+``compiled()`` compiles the whole step, forward and written-out backward, which fuses each
 layer's element-wise work into one loop (with ``tanh`` computed through ``exp``:
 ``compile_options``). ``tests/test_optimizers.py`` checks values and meta-gradients against
 ``nn.LSTMCell``, eager and compiled.
@@ -109,7 +110,7 @@ class LSTMOptimizer(LearnedOptimizer):
             for none (width 1), or a preprocessing module, spec or name.
         hidden: units per LSTM layer.
         layers: stacked ``LSTMCell``s.
-        out_mul: scale of the parameter step.
+        out_mul: the scale the updates are trained and applied with (``step_scale``).
         alias_grad: reproduce how the original quadratic LSTM reads its input (difference D6
             of the ``reference`` protocol): the gradient it is handed at a truncation's first
             step shares memory with the optimizee's ``p.grad``, into which the truncation's
@@ -185,4 +186,4 @@ class LSTMOptimizer(LearnedOptimizer):
             x = h
         out = torch.addmm(self.head.bias[:, None], self.head.weight, x)
         update = rearrange(out, "1 (batch coords) -> batch coords", batch=params.shape[0])
-        return params + self.out_mul * update, LSTMState(tuple(hs), tuple(cs), shared)
+        return update, LSTMState(tuple(hs), tuple(cs), shared)

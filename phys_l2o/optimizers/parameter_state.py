@@ -10,6 +10,7 @@ pieces (``momentum_sgd``); the learned optimizer starts there and learns its pie
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -118,8 +119,10 @@ class ParameterStateOptimizer(LearnedOptimizer):
     the gradient only where it is known, at the start of its kick, which makes it the natural
     scheme; leapfrog's second half kick sees the same frozen gradient. Sub-steps
     (``flow={"type": "symplectic-euler", "steps": n}``) refine the frozen-gradient dynamics,
-    not the loss. The adjoint is refused: the frozen gradient is bound only while the step
-    runs.
+    not the loss. The flow integrates ``field(q, q_dot, grad=g_t)``: the gradient is an
+    argument of the field, not state bound into it. The adjoint is refused (its backward
+    solve would need ``g_t``'s graph). The update is ``theta_{t+1} - theta_t``, applied at
+    scale 1 (``advance``).
 
     Shapes: ``params``, ``grad`` and the state ``q_dot`` are ``(batch, coords)``; the field
     sees ``(batch, coords, 1)``.
@@ -166,10 +169,8 @@ class ParameterStateOptimizer(LearnedOptimizer):
             raise ValueError(f"flow must be a flow map (a Flow, its spec or its name), got "
                              f"{flow!r}")
         if getattr(self.flow, "adjoint", False):
-            raise ValueError("the adjoint is not supported in the parameter state: the loss "
-                             "gradient is bound only while a step runs")
-        #: field evaluations of the last step.
-        self.nfe = 0
+            raise ValueError("the adjoint is not supported in the parameter state: its "
+                             "backward solve would need the graph of the step's loss gradient")
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> ParameterState:
         check_init(params, segments)
@@ -188,10 +189,9 @@ class ParameterStateOptimizer(LearnedOptimizer):
         # every parameter is the coordinate of a system with d = 1 feature
         q, q_dot, g = (rearrange(x, "batch coords -> batch coords 1")
                        for x in (params, state.q_dot, grad))
-        with self.field.potential.bound(g, anchor=q):
-            q_next, q_dot_next = self.flow(self.field, q, q_dot)
-        self.nfe = self.flow.nfe
-        return (rearrange(q_next, "batch coords 1 -> batch coords"),
+        # the step's loss gradient reaches the potential as an argument of the field
+        q_next, q_dot_next = self.flow(functools.partial(self.field, grad=g), q, q_dot)
+        return (rearrange(q_next, "batch coords 1 -> batch coords") - params,
                 ParameterState(rearrange(q_dot_next, "batch coords 1 -> batch coords")))
 
 

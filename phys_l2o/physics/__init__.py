@@ -1,14 +1,17 @@
 """The pieces of a port-Hamiltonian system, one concept per module, and the field composing them.
 
 Inverse inertia, potential, dissipation and control (``inertia``, ``potential``,
-``dissipation``, ``control``), the positive scales the diagonal pieces are made of
+``dissipation``, ``control``; each with a base class stating its contract: ``InverseInertia``,
+``Potential``, ``Dissipation``, ``Control``), the positive scales the diagonal pieces are made of
 (``scales``), the compile-friendly small linear maps (``linear``), and
-``PortHamiltonianField`` (``field``).
+``PortHamiltonianField`` (``field``), with the paper's composition as one registered type,
+``PaperField`` (``paper_field``).
 """
 
-from .control import ControlMLP
+from .control import Control, ControlMLP
 from .dissipation import (
     DiagonalDissipation,
+    Dissipation,
     LinearDissipation,
     MomentumDissipation,
     PSDDissipation,
@@ -21,6 +24,7 @@ from .inertia import (
     InverseInertia,
 )
 from .linear import FeatureLinear, feature_matmul
+from .paper_field import PaperField
 from .potential import (
     LossPotential,
     Potential,
@@ -33,15 +37,18 @@ from .scales import PositiveScale
 __all__ = [
     "CholeskyInverseInertia",
     "ConstantInverseInertia",
+    "Control",
     "ControlMLP",
     "DiagonalDissipation",
     "DiagonalInverseInertia",
+    "Dissipation",
     "FeatureLinear",
     "InverseInertia",
     "LinearDissipation",
     "LossPotential",
     "MomentumDissipation",
     "PSDDissipation",
+    "PaperField",
     "PortHamiltonianField",
     "Potential",
     "PotentialGradientMLP",

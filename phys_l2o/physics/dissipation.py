@@ -1,8 +1,8 @@
 """Dissipation ``D``: friction that drains energy from the port-Hamiltonian system.
 
-Every module maps the Hamiltonian gradient ``[dH/dq, dH/dp]`` of shape ``(..., 2d)`` to
-``D [dH/dq, dH/dp]`` of the same shape. With ``D`` positive semi-definite the energy
-cannot grow (without control).
+Every module derives from ``Dissipation`` and maps the Hamiltonian gradient
+``[dH/dq, dH/dp] = [dV/dq, q_dot]`` of shape ``(..., 2d)`` to ``[D_q, D_p]`` of the same shape.
+With ``D`` positive semi-definite the energy cannot grow (without control).
 """
 
 from __future__ import annotations
@@ -16,8 +16,33 @@ from .linear import FeatureLinear, feature_matmul
 from .scales import PositiveScale
 
 
+class Dissipation(nn.Module):
+    """Base class: ``forward(grad_h)`` maps ``[dV/dq, q_dot]`` ``(..., 2d)`` to ``[D_q, D_p]``
+    ``(..., 2d)``.
+
+    ``D_q`` is subtracted from the velocity ``dq/dt`` and ``D_p`` from the force; a subclass
+    implements ``forward`` (a linear ``D`` may also offer ``matrix()``, the ``(2d, 2d)`` ``D``).
+
+    Example:
+        >>> import torch
+        >>> class Drag(Dissipation):
+        ...     def forward(self, grad_h):
+        ...         return 0.1 * grad_h
+        >>> Drag()(torch.ones(3, 2)).shape
+        torch.Size([3, 2])
+    """
+
+    #: the feature width ``d`` it was built for; ``None``: it works for any width.
+    width: int | None = None
+    #: whether ``torch.compile`` can run it (``LearnedOptimizer.compiled`` checks).
+    compilable: bool = True
+
+    def forward(self, grad_h: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+
 @register("dissipation", "linear-dissipation")
-class LinearDissipation(nn.Module):
+class LinearDissipation(Dissipation):
     """The paper's dissipation: an unconstrained bias-free ``Linear(2d, 2d)``.
 
     Nothing forces it to be positive semi-definite, so it may also inject energy.
@@ -33,7 +58,7 @@ class LinearDissipation(nn.Module):
 
 
 @register("dissipation", "psd-dissipation")
-class PSDDissipation(nn.Module):
+class PSDDissipation(Dissipation):
     """A positive semi-definite dissipation ``D = R R^T``, ``R`` a learned ``(2d, 2d)`` factor."""
 
     def __init__(self, width: int) -> None:
@@ -51,7 +76,7 @@ class PSDDissipation(nn.Module):
 
 
 @register("dissipation", "momentum-dissipation")
-class MomentumDissipation(nn.Module):
+class MomentumDissipation(Dissipation):
     """A fixed friction ``gamma`` on the momentum only: ``D = diag(0, gamma I)``. Not learned."""
 
     def __init__(self, gamma: float) -> None:
@@ -64,7 +89,7 @@ class MomentumDissipation(nn.Module):
 
 
 @register("dissipation", "diagonal-dissipation")
-class DiagonalDissipation(nn.Module):
+class DiagonalDissipation(Dissipation):
     """A diagonal, hence positive semi-definite, dissipation ``D = diag(a_q I_d, a_p I_d)``.
 
     ``D_q = a_q dV/dq`` drains energy through the coordinate (a direct gradient-descent term)

@@ -8,6 +8,11 @@ reads (``d`` features per coordinate, everything acts on the last axis):
     dq/dt      = q_dot - D_q
     dq_dot/dt  = M^{-1} (-dV/dq - D_p + G(q))
 
+A potential that depends on the optimizee's loss gradient of the current step (the
+parameter-state optimizer's ``LossPotential``) receives it as the argument ``grad`` of
+``field(q, q_dot, grad)``: per-step inputs travel as arguments, never as state bound into a
+module.
+
 Any piece may be ``None`` (left out: no dissipation, no control, identity inertia),
 replaced by a user's ``nn.Module`` with the same call signature, or given as a spec (see
 ``phys_l2o.registry``) that is built for the field's feature width.
@@ -39,11 +44,12 @@ def feature_width(module: object) -> int | None:
 
 @register("field", "port-hamiltonian")
 class PortHamiltonianField(nn.Module):
-    """``forward(q, q_dot) -> (dq/dt, dq_dot/dt)``, each of shape ``(..., d)``.
+    """``forward(q, q_dot, grad=None) -> (dq/dt, dq_dot/dt)``, each of shape ``(..., d)``.
 
     Args:
         potential: gives ``dV/dq`` (``potential.gradient(q)``, or ``potential(q)`` for a plain
-            module).
+            module; ``potential.gradient(q, grad)`` when the step's loss gradient ``grad`` is
+            given).
         inverse_inertia: maps a force to an acceleration, ``v -> M^{-1} v``; ``None`` is ``M = I``.
         dissipation: maps ``[dV/dq, q_dot]`` (``(..., 2d)``) to ``[D_q, D_p]``; ``None`` is
             ``D = 0``.
@@ -82,13 +88,18 @@ class PortHamiltonianField(nn.Module):
                              f"{widths}; build them all with one width")
         self.width = width if width is not None else next(iter(widths.values()), None)
 
-    def potential_gradient(self, q: Tensor) -> Tensor:
+    def potential_gradient(self, q: Tensor, grad: Tensor | None = None) -> Tensor:
+        """``dV/dq`` at ``q`` (``grad``: the step's loss gradient, for a potential that uses
+        it)."""
+        if grad is not None:
+            return self.potential.gradient(q, grad)
         if isinstance(self.potential, Potential):
             return self.potential.gradient(q)
         return self.potential(q)
 
-    def forward(self, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
-        dv_dq = self.potential_gradient(q)
+    def forward(self, q: Tensor, q_dot: Tensor,
+                grad: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        dv_dq = self.potential_gradient(q, grad)
         force = -dv_dq
         dq_dt = q_dot
         if self.dissipation is not None:

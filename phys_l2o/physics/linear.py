@@ -3,7 +3,7 @@
 A learned optimizer applies its small layers (``d = 1`` to ``4`` features in the paper) to every
 coordinate of every problem, so a layer is a ``(rows, k) @ (k, n)`` product with millions of
 rows and tiny ``k``: a matrix-multiply call that is all memory traffic. Under
-``torch.compile`` (see ``LearnedOptimizer.compile_step``) these products are written as ``k``
+``torch.compile`` (see ``LearnedOptimizer.compiled``) these products are written as ``k``
 broadcast multiply-adds instead, which the compiler fuses with the element-wise operations
 around them into a few loops; in eager mode they stay one matrix product, the faster choice
 there. Both give the same numbers up to floating-point rounding.

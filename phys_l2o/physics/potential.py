@@ -6,9 +6,6 @@ Modules that also know the scalar ``V`` (a true Hamiltonian) implement ``energy(
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor, nn
 
@@ -22,7 +19,7 @@ class Potential(nn.Module):
 
     #: whether ``energy`` is available (``V`` itself, not only its gradient).
     has_energy: bool = False
-    #: whether ``torch.compile`` can run it (``LearnedOptimizer.compile_step`` checks).
+    #: whether ``torch.compile`` can run it (``LearnedOptimizer.compiled`` checks).
     compilable: bool = True
 
     def gradient(self, q: Tensor) -> Tensor:
@@ -107,7 +104,8 @@ class LossPotential(Potential):
 
     For the *parameter-state* formulation (``q = theta``). The loss gradient is known only at
     ``theta_t`` (one gradient per optimizer step), so it is *held fixed* over the step: the
-    optimizer binds ``g = grad F(theta_t)`` and, for every ``q`` visited while stepping:
+    field hands ``g = grad F(theta_t)`` to ``gradient`` as an argument
+    (``field(q, q_dot, grad=g)``) and, for every ``q`` visited while stepping:
 
         dV/dq(q) = g + c(g)                          (..., d)
 
@@ -115,11 +113,6 @@ class LossPotential(Potential):
     when there is no correction). ``c`` is an optional learned coordinatewise correction, an
     MLP ``1 -> hidden -> 1`` (ReLU between) that starts as the zero function; with it the force
     is a learned function of the gradient and no longer the gradient of the loss.
-
-    Use ``bound`` around the step:
-
-        with field.potential.bound(grad):
-            q_next, q_dot_next = step(field, q, q_dot)
 
     Args:
         correction_hidden: hidden units of the learned correction ``c``; ``0`` for none (the
@@ -136,35 +129,24 @@ class LossPotential(Potential):
             with torch.no_grad():  # start as the plain loss gradient
                 self.correction[-1].weight.zero_()
                 self.correction[-1].bias.zero_()
-        self._grad: Tensor | None = None
-        self._anchor: Tensor | None = None
 
     @property
     def has_energy(self) -> bool:  # type: ignore[override]
-        return self.correction is None and self._anchor is not None
+        return self.correction is None
 
-    @contextmanager
-    def bound(self, grad: Tensor, anchor: Tensor | None = None) -> Iterator[LossPotential]:
-        """Hold the loss gradient ``grad`` (shape of ``q``) fixed while the block runs.
-
-        ``anchor`` (``theta_t``, shape of ``q``) is only needed for ``energy``.
-        """
-        self._grad, self._anchor = grad, anchor
-        try:
-            yield self
-        finally:
-            self._grad, self._anchor = None, None
-
-    def gradient(self, q: Tensor) -> Tensor:
-        if self._grad is None:
-            raise RuntimeError("LossPotential has no loss gradient bound; call it inside "
-                               "`with potential.bound(grad): ...`")
-        grad = self._grad.expand_as(q)
+    def gradient(self, q: Tensor, grad: Tensor | None = None) -> Tensor:
+        """``g + c(g)`` with the shape of ``q``, for the step's loss gradient ``grad = g``."""
+        if grad is None:
+            raise ValueError("LossPotential needs the step's loss gradient: the field passes "
+                             "it as field(q, q_dot, grad)")
+        grad = grad.expand_as(q)
         return grad if self.correction is None else grad + self.correction(grad)
 
-    def energy(self, q: Tensor) -> Tensor:
-        """``V(q) - F(theta_t) = g . (q - theta_t)``, shape ``(...)`` (no correction only)."""
-        if not self.has_energy:
+    def energy(self, q: Tensor, grad: Tensor | None = None,
+               anchor: Tensor | None = None) -> Tensor:
+        """``V(q) - F(theta_t) = g . (q - theta_t)``, shape ``(...)``: needs the loss gradient
+        ``grad = g`` and the ``anchor = theta_t`` (no correction only)."""
+        if not self.has_energy or grad is None or anchor is None:
             raise NotImplementedError("LossPotential has a scalar potential only without a "
-                                      "correction and with an anchor bound")
-        return (self._grad * (q - self._anchor)).sum(-1)
+                                      "correction, given the loss gradient and the anchor")
+        return (grad * (q - anchor)).sum(-1)

@@ -1,8 +1,8 @@
 """Make the package's pretrained weights from the output folders of ``phys-l2o reproduce``.
 
-    python -m phys_l2o.pretrained.pack --commit REV RUN_DIR [RUN_DIR ...]
+    phys-l2o pack --commit REV RUN_DIR [RUN_DIR ...]
 
-For each learned optimizer of each run (its first meta-seed's ``cells/<name>/seed-<k>.pt``),
+For each learned optimizer of each run (its first meta-seed's checkpoint in the run folder),
 writes ``<name>-<task>.pt`` here (the spec and the best weights) and its manifest entry: the command
 that made it (its data folder written ``DIR``, its output folder ``runs/<task>``), the commit,
 the torch threads it ran with, the seed and budget,
@@ -11,13 +11,14 @@ the schedule, the validation loss, and its rows of the run's test tables.
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import shlex
 from pathlib import Path
 
+from ..experiments.folder import RunFolder
+from ..experiments.paper import target_key
 from ..meta.checkpoint import load_checkpoint, save_checkpoint
-from ..presets import target_key
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,24 +37,25 @@ def public_command(command: str, task: str) -> str:
 
 def test_rows(results: dict, name: str) -> dict[str, dict]:
     """The optimizer's final-loss summary on each evaluation target of a run, keyed as
-    ``phys_l2o.presets.PAPER_RESULTS`` is."""
+    ``phys_l2o.experiments.paper.paper_targets`` is."""
     task = results["sweep"].removeprefix("paper-")
     return {target_key(task, label): methods[name]["final_loss"]
             for label, methods in results["targets"].items()}
 
 
-def pack(run: Path, commit: str, threads: int | None, manifest: dict,
+def pack(run: str | os.PathLike, commit: str, threads: int | None, manifest: dict,
          into: Path = HERE) -> None:
-    from ..sweep import slug
-
-    results = json.loads((run / "results.json").read_text())
+    """Write the learned optimizers of the run folder ``run`` into ``into`` and their entries
+    into ``manifest`` (the ``optimizers`` table of ``manifest.json``)."""
+    folder = RunFolder(run)
+    results = folder.read_results()
     task = results["sweep"].removeprefix("paper-")
     first = next(iter(results["targets"].values()))
     for method, entry in first.items():
         if not entry.get("meta_training"):
             continue  # a baseline
         seed = entry["meta_training"][0]["seed"]
-        optimizer, meta = load_checkpoint(run / "cells" / slug(method) / f"seed-{seed}.pt")
+        optimizer, meta = load_checkpoint(folder.checkpoint(method, seed))
         name = f"{method}-{task}"
         entry = {
             "file": f"{name}.pt", "spec": optimizer.spec(), "params": optimizer.num_params(),
@@ -76,23 +78,15 @@ def pack(run: Path, commit: str, threads: int | None, manifest: dict,
               f"{entry['validation_loss']:.4g})")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", type=Path, nargs="+", help="output folders of `reproduce`")
-    parser.add_argument("--commit", required=True, help="the commit the runs were made at")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="the torch threads the runs used (default: as their results.json "
-                             "records)")
-    parser.add_argument("--into", type=Path, default=HERE,
-                        help="the folder to write into (default: the package's)")
-    args = parser.parse_args()
-    path = args.into / "manifest.json"
+def pack_runs(runs: list[str | os.PathLike], commit: str, threads: int | None = None,
+              into: str | os.PathLike = HERE) -> dict:
+    """Pack every run of ``runs`` into the folder ``into`` and update its ``manifest.json``
+    (entries of other optimizers are kept); returns the manifest."""
+    into = Path(into)
+    path = into / "manifest.json"
     document = json.loads(path.read_text()) if path.exists() else {"optimizers": {}}
-    for run in args.runs:
-        pack(run, args.commit, args.threads, document["optimizers"], args.into)
+    for run in runs:
+        pack(run, commit, threads, document["optimizers"], into)
     document["optimizers"] = dict(sorted(document["optimizers"].items()))
     path.write_text(json.dumps(document, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    return document

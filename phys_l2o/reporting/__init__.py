@@ -1,5 +1,6 @@
-"""Reporting: results.json, markdown tables and plots, from cell records (``report`` writes a
-sweep's reports)."""
+"""Reporting: results.json, markdown tables and plots, from cell records. Generic: the methods'
+display names and order come from the caller (``phys_l2o.experiments.report`` writes a
+sweep's reports with them)."""
 
 from .plots import plot_curves, plot_intervals
 from .results import method_entries, summarize_methods, write_json

@@ -1,6 +1,10 @@
 """Plots: learning curves (the paper's Figs. 1-3: mean loss per step, log scale), intervals
 (mean final loss with its 95% interval, per method and target), and the validation per epoch
-of meta-training next to the targets watched alongside it (transfer)."""
+of meta-training next to the targets watched alongside it (transfer).
+
+The figures are drawn on ``matplotlib.figure.Figure`` objects, without ``pyplot``: no backend is
+chosen and no window opens, whatever the caller's matplotlib is set up to do. Each plot takes
+the methods' ``order`` and display ``names`` from its caller."""
 
 from __future__ import annotations
 
@@ -8,22 +12,25 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from ..meta.checkpoint import atomic_write
+from .tables import Names, display, ordered
 
-from ..meta.checkpoint import atomic_write  # noqa: E402
-from .tables import display, ordered  # noqa: E402
+
+def _save(fig: Figure, path: str | os.PathLike) -> None:
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def plot_curves(path: str | os.PathLike, methods: Mapping[str, dict], title: str,
-                order: Sequence[str] | None = None) -> None:
+                order: Sequence[str] | None = None, names: Names | None = None) -> None:
     """Save a log-scale plot of each method's mean loss per step to ``path`` (PNG).
 
     The axis stops at 100 times the largest first-step loss: a method whose mean blows up
     beyond it leaves the plot at its top and is marked *(off the chart)* in the legend."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
+    ax = fig.subplots()
     firsts = [methods[n]["curve"][0] for n in methods
               if methods[n]["curve"] and methods[n]["curve"][0] is not None
               and math.isfinite(methods[n]["curve"][0])]
@@ -35,7 +42,7 @@ def plot_curves(path: str | os.PathLike, methods: Mapping[str, dict], title: str
         off = any(v is None or not math.isfinite(v) or v > top for v in curve)
         clipped |= off
         ax.plot(range(1, len(curve) + 1), curve, style, linewidth=1.6,
-                label=display(name) + (" (off the chart)" if off else ""))
+                label=display(name, names) + (" (off the chart)" if off else ""))
     ax.set_yscale("log")
     if clipped:
         lows = [v for n in methods for v in methods[n]["curve"]
@@ -46,23 +53,22 @@ def plot_curves(path: str | os.PathLike, methods: Mapping[str, dict], title: str
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8 if len(methods) > 8 else None)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_intervals(path: str | os.PathLike, targets: Mapping[str, Mapping[str, dict]],
-                   title: str, order: Sequence[str] | None = None) -> None:
+                   title: str, order: Sequence[str] | None = None,
+                   names: Names | None = None) -> None:
     """A forest plot per target: each method's mean final loss with its 95% interval (learned
     optimizers in blue, baselines in grey), log scale."""
     labels = list(targets)
     rows = max(len(m) for m in targets.values())
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.4 * len(labels), 0.42 * rows + 1.6),
-                             dpi=110, squeeze=False)
+    fig = Figure(figsize=(4.4 * len(labels), 0.42 * rows + 1.6), dpi=110)
+    axes = fig.subplots(1, len(labels), squeeze=False)
     for ax, label in zip(axes[0], labels):
         methods = targets[label]
-        names = ordered(methods, order)[::-1]
-        finite = [(y, methods[n]) for y, n in enumerate(names)
+        rows_here = ordered(methods, order)[::-1]
+        finite = [(y, methods[n]) for y, n in enumerate(rows_here)
                   if all(v is not None and math.isfinite(v) for v in
                          (methods[n]["final_loss"]["mean"], *methods[n]["final_loss"]["ci95"]))]
         # a run that blew up would squash every other interval: the axis stops at 100x the
@@ -80,7 +86,7 @@ def plot_intervals(path: str | os.PathLike, targets: Mapping[str, Mapping[str, d
                 continue
             ax.errorbar(mean, y, xerr=[[mean - lo], [min(hi, right) - mean]], fmt="o",
                         capsize=3, color=color)
-        ax.set_yticks(range(len(names)), [display(n) for n in names])
+        ax.set_yticks(range(len(rows_here)), [display(n, names) for n in rows_here])
         ax.set_xscale("log")
         if means:
             ax.set_xlim(min(e["final_loss"]["ci95"][0] for _, e in finite) / 1.5, right * 1.5)
@@ -88,20 +94,18 @@ def plot_intervals(path: str | os.PathLike, targets: Mapping[str, Mapping[str, d
         ax.set_title(label)
         ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_transfer(path: str | os.PathLike, records: Sequence[Mapping], train_label: str,
-                  order: Sequence[str] | None = None) -> None:
+                  order: Sequence[str] | None = None, names: Names | None = None) -> None:
     """Per learned method, each meta-seed's validation loss per epoch on the training task
     (solid) and on every watched target (dashed), log scale; a circle marks the epoch the
     training task's validation keeps, a star each watched target's own best epoch."""
     rows = [r for r in records if r.get("meta_training", {}).get("monitors")]
     methods = ordered(list(dict.fromkeys(r["method"] for r in rows)), order)
-    fig, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 3.8), dpi=110,
-                             squeeze=False)
+    fig = Figure(figsize=(5.2 * len(methods), 3.8), dpi=110)
+    axes = fig.subplots(1, len(methods), squeeze=False)
     for ax, method in zip(axes[0], methods):
         for i, record in enumerate(r for r in rows if r["method"] == method):
             train = record["meta_training"]
@@ -118,9 +122,7 @@ def plot_transfer(path: str | os.PathLike, records: Sequence[Mapping], train_lab
         ax.set_yscale("log")
         ax.set_xlabel("epoch (0: untrained)")
         ax.set_ylabel("validation loss (mean final loss)")
-        ax.set_title(display(method))
+        ax.set_title(display(method, names))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    _save(fig, path)

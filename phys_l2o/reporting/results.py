@@ -27,7 +27,7 @@ def _clean(value):
 def method_entries(records: Sequence[Mapping], label: str,
                    reference: str | None = None) -> dict[str, dict]:
     """Per method, its results on the target ``label`` from the cell records (one per
-    meta-seed of a learned optimizer, one for a baseline; see ``phys_l2o.sweep``).
+    meta-seed of a learned optimizer, one for a baseline; see ``phys_l2o.experiments``).
 
     Each entry: ``params``, ``seeds``, ``final_loss`` (mean over seeds and problems with its
     hierarchical interval, median, ``seed_means``, ``diverged``), ``curve`` (mean loss per step
@@ -102,7 +102,7 @@ def curve_record(method: str, losses, *, params: int | None = None, seconds: flo
 
 
 def summarize_methods(runs: Mapping[str, dict], params: Mapping[str, int | None],
-                      reference: str | None = "hnn") -> dict[str, dict]:
+                      reference: str | None = None) -> dict[str, dict]:
     """The entries of ``method_entries`` for the output of ``phys_l2o.compare`` (one run per
     method on the same problems): ``params`` per method, the paired difference to
     ``reference`` when it is among them."""

@@ -37,12 +37,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .registry import Spec
+from ..registry import Spec
 
 #: the protocols, the default first.
 PROTOCOLS = ("corrected", "reference")
 #: the losses a report can give per problem: after the last step, or the one before it (D4).
 REPORTED_LOSSES = ("last", "before-last")
+#: what each protocol means, for the reports.
+PROTOCOL_TEXT = {
+    "corrected": "Protocol `corrected` (this project's): every weight of the learned optimizers "
+                 "trains, a truncation sums the losses after each update, validation problems "
+                 "come from the meta-training pool, the loss after the last step is reported.",
+    "reference": "Protocol `reference` (the original code's): the MNIST HNN's carried q_dot "
+                 "is cut from the meta-gradient (D1), a truncation sums the losses before each "
+                 "update (D3), the loss before the last update is reported (D4), validation "
+                 "problems come from the test pool (D5), the quadratic LSTM's input aliases the "
+                 "optimizee's gradient (D6), the LSTM is evaluated at out_mul 1.0.",
+}
 
 
 def check_protocol(name: str) -> str:

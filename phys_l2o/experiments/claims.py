@@ -6,38 +6,30 @@ lies on the other side, and is *undecided* otherwise. "Comparable" is a claim of
 it holds when the interval of each difference lies within ``MARGIN`` (10%) of the baseline's
 mean, and does not hold when one lies entirely outside it.
 
-    python -m phys_l2o.reporting.claims corrected=QUAD_DIR,MNIST_DIR reference=QUAD_DIR,MNIST_DIR \\
-        --out claims.md
+    phys-l2o claims corrected=QUAD_DIR,MNIST_DIR reference=QUAD_DIR,MNIST_DIR --out claims.md
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..meta.stats import paired_difference
-from .results import as_losses
+from ..reporting.results import as_losses
+from .folder import RunFolder
+from .paper import PAPER_BASELINE_NAMES as BASELINES
 
 #: the half-width, relative to the baseline's mean, within which two means are "comparable".
 MARGIN = 0.10
-#: the baselines of the paper's tables.
-BASELINES = ("adam", "rmsprop", "sgd", "nag")
 HOLDS, FAILS, UNDECIDED, MISSING = "holds", "does not hold", "undecided", "no run"
 
 
-def read_finals(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{target: {method: finals (seeds, problems)}}`` from a run's ``cells`` folder."""
+def read_finals(records: Sequence[Mapping]) -> dict[str, dict[str, np.ndarray]]:
+    """``{target: {method: finals (seeds, problems)}}`` from a run's cell records."""
     per: dict[str, dict[str, list]] = {}
-    cells = sorted(Path(folder, "cells").glob("*/*.json"))
-    if not cells:
-        raise FileNotFoundError(f"no cell records in {Path(folder, 'cells')}: run `phys-l2o "
-                                "reproduce` into that folder first")
-    for path in cells:
-        record = json.loads(path.read_text())
+    for record in records:
         for label, target in record["targets"].items():
             per.setdefault(label, {}).setdefault(record["method"], []).append(
                 (record.get("seed") or 0, as_losses(target["final"])))
@@ -112,11 +104,12 @@ def decide(runs: Mapping[str, Sequence[str | Path]]) -> list[dict]:
         for folder in folders:
             if not Path(folder).exists():
                 continue
-            merged.update(read_finals(folder))
-            for path in Path(folder, "cells").glob("*/seed-0.json"):
-                record = json.loads(path.read_text())
-                task = "quadratic" if "quadratic" in record["targets"] else "mnist"
-                params[f"{record['method']}-{task}"] = record["params"]
+            records = RunFolder(folder).records()
+            merged.update(read_finals(records))
+            for record in records:
+                if record.get("seed") == 0:
+                    task = "quadratic" if "quadratic" in record["targets"] else "mnist"
+                    params[f"{record['method']}-{task}"] = record["params"]
         finals[protocol] = merged
     rows = []
     for text, label, rule in CLAIMS:
@@ -158,23 +151,21 @@ def claims_markdown(rows: Sequence[Mapping], protocols: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Decide the paper's claims from reproduce runs.")
-    parser.add_argument("runs", nargs="+", metavar="PROTOCOL=QUAD_DIR,MNIST_DIR")
-    parser.add_argument("--out", type=Path, default=None, help="write the table there")
-    args = parser.parse_args(argv)
+def parse_runs(items: Sequence[str]) -> dict[str, list[str]]:
+    """``["PROTOCOL=QUAD_DIR,MNIST_DIR", ...]`` as ``{protocol: [quad_dir, mnist_dir]}``.
+
+    Raises:
+        ValueError: an item of another form.
+    """
     runs = {}
-    for item in args.runs:
+    for item in items:
         protocol, sep, folders = item.partition("=")
-        if not sep or len(folders.split(",")) != 2:
-            parser.error(f"expected PROTOCOL=QUAD_DIR,MNIST_DIR, got {item!r}")
+        if not sep or not protocol or len(folders.split(",")) != 2:
+            raise ValueError(f"expected PROTOCOL=QUAD_DIR,MNIST_DIR, got {item!r}")
         runs[protocol] = folders.split(",")
-    text = claims_markdown(decide(runs), list(runs)) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    print(text, end="")
-    return 0
+    return runs
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def claims_table(runs: Mapping[str, Sequence[str | Path]]) -> str:
+    """The claims table (``claims_markdown``) of ``runs`` (see ``decide``)."""
+    return claims_markdown(decide(runs), list(runs))

@@ -1,20 +1,26 @@
 """A sweep's reports, from its cell records: ``results.json``, ``results.md``,
 ``intervals.png``, ``curves-<target>.png`` and, when targets were watched during meta-training,
-``transfer.png``."""
+``transfer.png``. Methods appear in the sweep's order, under the paper's display names."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..meta.checkpoint import atomic_write
 from ..meta.stats import METHOD
-from .plots import plot_curves, plot_intervals, plot_transfer
-from .results import method_entries, oracle_name, write_json
-from .tables import display, matrix_table, method_table, training_table, transfer_table
-
-if TYPE_CHECKING:
-    from ..sweep import Plan
+from ..reporting.plots import plot_curves, plot_intervals, plot_transfer
+from ..reporting.results import method_entries, oracle_name, write_json
+from ..reporting.tables import (
+    display,
+    matrix_table,
+    method_table,
+    training_table,
+    transfer_table,
+)
+from .paper import DISPLAY_NAMES
+from .plan import Plan
+from .protocols import PROTOCOL_TEXT
 
 #: a sweep with more targets than this also gets a matrix (methods x targets).
 MATRIX_FROM = 3
@@ -30,8 +36,8 @@ def method_order(plan: Plan) -> list[str]:
 def write_reports(plan: Plan, records: list[dict], meta: dict[str, Any]) -> dict:
     """Aggregate the cell records and write every report into ``plan.out``; returns the
     contents of ``results.json``."""
-    sweep, out = plan.sweep, plan.out
-    order = method_order(plan)
+    sweep, folder = plan.sweep, plan.folder
+    order, names = method_order(plan), DISPLAY_NAMES
     targets = {t.label: method_entries(records, t.label, sweep.reference)
                for t in sweep.targets}
     report = {**meta, "cell_seconds": sum(r.get("seconds", 0.0) for r in records),
@@ -42,13 +48,15 @@ def write_reports(plan: Plan, records: list[dict], meta: dict[str, Any]) -> dict
               "target_titles": {t.label: t.title or t.label for t in sweep.targets},
               "targets": targets, "transfer": transfer_rows(records)}
     for t in sweep.targets:
-        plot_curves(out / f"curves-{t.label}.png", targets[t.label], t.title or t.label, order)
-    plot_intervals(out / "intervals.png", targets, sweep.title, order)
+        plot_curves(folder.report_path(f"curves-{t.label}.png"), targets[t.label],
+                    t.title or t.label, order, names)
+    plot_intervals(folder.report_path("intervals.png"), targets, sweep.title, order, names)
     if watched(records):
-        plot_transfer(out / "transfer.png", records, train_label(plan), order)
-    write_json(out / "results.json", report)
+        plot_transfer(folder.report_path("transfer.png"), records, train_label(plan), order,
+                      names)
+    write_json(folder.results_path, report)
     text = markdown(plan, report, order, records)
-    atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text))
+    atomic_write(folder.report_path("results.md"), lambda tmp: Path(tmp).write_text(text))
     return report
 
 
@@ -73,19 +81,6 @@ def train_label(plan: Plan) -> str:
 
     return next((t.label for t in plan.sweep.targets if net(t.task) == net(plan.sweep.train)),
                 "train")
-
-
-#: what each protocol means, for the reports.
-PROTOCOL_TEXT = {
-    "corrected": "Protocol `corrected` (this project's): every weight of the learned optimizers "
-                 "trains, a truncation sums the losses after each update, validation problems "
-                 "come from the meta-training pool, the loss after the last step is reported.",
-    "reference": "Protocol `reference` (the original code's): the MNIST HNN's carried q_dot "
-                 "is cut from the meta-gradient (D1), a truncation sums the losses before each "
-                 "update (D3), the loss before the last update is reported (D4), validation "
-                 "problems come from the test pool (D5), the quadratic LSTM's input aliases the "
-                 "optimizee's gradient (D6), the LSTM is evaluated at out_mul 1.0.",
-}
 
 
 def protocol(plan: Plan, report: dict) -> str:
@@ -117,15 +112,16 @@ def markdown(plan: Plan, report: dict, order: list[str], records: list[dict]) ->
     lines += [protocol(plan, report), ""]
     targets = report["targets"]
     if len(targets) >= MATRIX_FROM:
-        lines += ["## All targets", "", matrix_table(targets, order), ""]
+        lines += ["## All targets", "", matrix_table(targets, order, DISPLAY_NAMES), ""]
     lines += ["![intervals](intervals.png)", ""]
     for t in sweep.targets:
         lines += [f"## {t.title or t.label}", "",
-                  method_table(targets[t.label], t.paper or None, sweep.reference, order), "",
+                  method_table(targets[t.label], t.paper or None, sweep.reference, order,
+                               DISPLAY_NAMES), "",
                   f"![curves](curves-{t.label}.png)", ""]
     learned = {m: e for m, e in next(iter(targets.values())).items() if e.get("meta_training")}
     if learned:
-        lines += ["## Meta-training", "", training_table(learned, order), ""]
+        lines += ["## Meta-training", "", training_table(learned, order, DISPLAY_NAMES), ""]
     if watched(records):
         label = train_label(plan)
         lines += ["## Transfer during meta-training", "",
@@ -135,9 +131,9 @@ def markdown(plan: Plan, report: dict, order: list[str], records: list[dict]) ->
                   "rows marked *oracle epoch* in the tables above evaluate instead the weights "
                   "of each watched target's own best validation epoch, a choice that needs that "
                   "target's data and is not available to the method.", "",
-                  transfer_table(records, label, order), "",
+                  transfer_table(records, label, order, DISPLAY_NAMES), "",
                   "![transfer](transfer.png)", ""]
-    reference = f"`{display(sweep.reference)}`" if sweep.reference else "none"
+    reference = f"`{display(sweep.reference, DISPLAY_NAMES)}`" if sweep.reference else "none"
     final = ("the loss after the last step" if plan.reported_loss == "last" else
              "the loss before the last update (the original's reported loss)")
     lines += [f"Final loss: {final}, averaged over meta-seeds and test "

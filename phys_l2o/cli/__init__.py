@@ -1,0 +1,48 @@
+"""The ``phys-l2o`` command: parse and validate, then call the library.
+
+    phys-l2o reproduce quadratic --budget smoke --out runs/quad
+    phys-l2o sweep ablations/pieces-quadratic.toml --budget smoke --out runs/pieces
+    phys-l2o train --optimizer hnn --task quadratic --out runs/hnn.pt
+    phys-l2o train --config my_optimizer.toml --budget smoke --out runs/mine.pt
+    phys-l2o evaluate --checkpoint runs/hnn.pt --task quadratic --out runs/eval
+    phys-l2o evaluate --optimizer adam --lr 0.1 --task quadratic
+    phys-l2o claims corrected=runs/quadratic,runs/mnist --out claims.md
+    phys-l2o pack --commit REV runs/quadratic runs/mnist
+"""
+
+from __future__ import annotations
+
+import sys
+
+# light imports only: `phys-l2o --help` answers without loading torch; the commands import
+# the library when they run
+from .parser import build_parser
+
+__all__ = ["build_parser", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in ([], ["-h"], ["--help"]):
+        build_parser(full=False).parse_args(argv)  # prints the help (or the usage) and exits
+    args = build_parser().parse_args(argv)
+    from ..parallel import keep_freed_memory, thread_policy
+
+    if from_command_line:  # a process of its own (parallel.py, "Memory")
+        keep_freed_memory()
+    try:
+        with thread_policy(getattr(args, "threads", None)):
+            from .commands import RUN
+
+            return RUN[args.command](args, argv)
+    except (ValueError, FileNotFoundError) as error:  # CheckpointError, SpecError: ValueErrors
+        print(f"phys-l2o: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the command's own reading and writing
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"phys-l2o: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("phys-l2o: interrupted", file=sys.stderr)
+        return 130

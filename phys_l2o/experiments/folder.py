@@ -1,0 +1,183 @@
+"""The run folder: the one place that knows how a sweep's run is laid out on disk.
+
+    OUT/sweep.json                    the manifest: what must match for a run to be resumed
+    OUT/sweep.log                     one line per finished cell
+    OUT/cells/<method>/seed-<k>.json  a learned cell's record (a baseline: baseline.json)
+    OUT/cells/<method>/seed-<k>.pt    its checkpoint (the best weights)
+    OUT/cells/<method>/seed-<k>.training.pt   its training state, while it meta-trains
+    OUT/results.json, results.md, intervals.png, curves-<target>.png, transfer.png
+
+``<method>`` is the method's name as a file name (``slug``). The runner writes the folder, the
+claims and the pretrained packer read it; all through ``RunFolder``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..checks import check_output_dir
+from ..reporting.results import write_json
+from .spec import SweepError, slug
+
+#: the format written into a run's ``sweep.json`` and every cell record.
+FORMAT = "phys-l2o-sweep/1"
+#: files of a run folder that belong to a run (anything else is left alone).
+RUN_FILES = ("sweep.json", "sweep.log", "results.json", "results.md", "intervals.png",
+             "curves-*.png", "transfer.png")
+
+
+class RunFolder:
+    """A sweep's output folder ``path``: its manifest, cells, checkpoints and reports."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # ---------------------------------------------------------------------------------------
+    # paths
+
+    def cell_path(self, method: str, seed: int | None, suffix: str) -> Path:
+        """A cell's file: ``cells/<method>/seed-<k><suffix>`` (a baseline: ``baseline``)."""
+        stem = "baseline" if seed is None else f"seed-{seed}"
+        return self.path / "cells" / slug(method) / f"{stem}{suffix}"
+
+    def checkpoint(self, method: str, seed: int) -> Path:
+        """A learned cell's checkpoint (its best weights)."""
+        return self.cell_path(method, seed, ".pt")
+
+    def training_state(self, method: str, seed: int) -> Path:
+        """A learned cell's training state while it meta-trains (removed when it ends)."""
+        return self.cell_path(method, seed, ".training.pt")
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "sweep.json"
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.json"
+
+    def report_path(self, name: str) -> Path:
+        """A report file of the run (``results.md``, ``curves-<target>.png``, ...)."""
+        return self.path / name
+
+    def earlier_files(self) -> list[Path]:
+        """The files of an earlier run in the folder."""
+        if not self.path.is_dir():
+            return []
+        files = [p for pattern in RUN_FILES for p in self.path.glob(pattern)]
+        if (self.path / "cells").is_dir():
+            files.append(self.path / "cells")
+        return sorted(files)
+
+    # ---------------------------------------------------------------------------------------
+    # the manifest
+
+    def check(self, manifest: dict[str, Any], overwrite: bool = False) -> str:
+        """What to do with the folder for a run of ``manifest``: ``"new"``, ``"resume"`` (the
+        same manifest), or ``"overwrite"``. Reads only.
+
+        Raises:
+            SweepError: the folder holds another run, or files of an unknown run, and
+                ``overwrite`` was not given.
+            ValueError: the path is not a writable folder.
+        """
+        check_output_dir(self.path)
+        earlier = self.earlier_files()
+        if not earlier:
+            return "new"
+        if overwrite:
+            return "overwrite"
+        try:
+            theirs = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            raise SweepError(f"{self.path} holds results of another run ({earlier[0].name}) "
+                              "but no readable sweep.json; pass --overwrite to start again "
+                              "there, or choose another --out") from None
+        mine = json.loads(json.dumps(manifest))
+        if isinstance(theirs, dict):
+            theirs.setdefault("protocol", "corrected")  # written before protocols existed
+        if theirs == mine:
+            return "resume"
+        what = ("another sweep" if theirs.get("sweep") != mine["sweep"] else
+                f"the {theirs.get('protocol')!r} protocol"
+                if theirs.get("protocol") != mine["protocol"] else
+                f"budget {theirs.get('budget')!r} (sizes {theirs.get('sizes')})")
+        raise SweepError(f"{self.path} holds a run of {what}; this run is sweep "
+                          f"{mine['sweep']['name']!r} with budget {mine['budget']!r} (sizes "
+                          f"{mine['sizes']}), protocol {mine['protocol']!r}. Pass --overwrite "
+                          "to start again there, or choose another --out")
+
+    def prepare(self, manifest: dict[str, Any], mode: str) -> None:
+        """Make the folder ready (local rank 0 of each machine): remove an earlier run's
+        files for ``overwrite``, write the manifest unless resuming."""
+        if mode == "overwrite":  # (machines that share a folder may both remove it)
+            for path in self.earlier_files():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if mode != "resume":
+            write_json(self.manifest_path, manifest)
+
+    def read_manifest(self) -> dict[str, Any]:
+        return json.loads(self.manifest_path.read_text())
+
+    # ---------------------------------------------------------------------------------------
+    # cells
+
+    def read_cell(self, method: str, seed: int | None) -> dict | None:
+        """A finished cell's record, or ``None`` if it has none (or a damaged one, which is
+        then recomputed)."""
+        return self._read(self.cell_path(method, seed, ".json"))
+
+    def write_cell(self, method: str, seed: int | None, record: dict) -> None:
+        """Write a cell's record, atomically."""
+        path = self.cell_path(method, seed, ".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, record)
+
+    def records(self) -> list[dict]:
+        """Every cell record of the folder (finished cells), in file order.
+
+        Raises:
+            FileNotFoundError: the folder holds no cell record.
+        """
+        paths = sorted((self.path / "cells").glob("*/*.json"))
+        records = [r for p in paths if (r := self._read(p)) is not None]
+        if not records:
+            raise FileNotFoundError(f"no cell records in {self.path / 'cells'}: run `phys-l2o "
+                                    "reproduce` (or `phys-l2o sweep`) into that folder first")
+        return records
+
+    @staticmethod
+    def _read(path: Path) -> dict | None:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and record.get("format") == FORMAT else None
+
+    def log(self, text: str) -> None:
+        """Append a time-stamped line to ``sweep.log``."""
+        with open(self.path / "sweep.log", "a") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+    def read_results(self) -> dict[str, Any]:
+        """The run's ``results.json``.
+
+        Raises:
+            FileNotFoundError: the run has not written its reports (yet).
+        """
+        if not self.results_path.is_file():
+            raise FileNotFoundError(f"no results.json in {self.path}: run `phys-l2o reproduce` "
+                                    "(or `phys-l2o sweep`) into that folder to its end first")
+        return json.loads(self.results_path.read_text())

@@ -1,0 +1,286 @@
+"""The one runner of sweeps: ``run_sweep`` (``phys-l2o sweep FILE``) and ``reproduce``
+(``phys-l2o reproduce TASK``, the paper's sweep file of a task).
+
+A run splits its plan into cells and writes every cell's record into the run folder the moment
+it finishes, atomically; a learned cell also writes its checkpoint beside it and, while it
+trains, its training state (see ``experiments.folder``). Running the same sweep on the same
+``out`` again resumes: finished cells are read back, a cell that was meta-training goes on from
+its last epoch. Under ``torchrun`` the cells are dealt to the ranks round-robin and rank 0
+gathers the records and writes the reports (``experiments.report``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import parallel
+from ..meta import evaluate, save_checkpoint
+from ..meta.evaluate import field_evaluations
+from ..optimizers.base import Optimizer
+from ..registry import as_spec, build
+from ..reporting.results import as_losses, losses_record, provenance
+from ..seeding import make_generator, resolve_device
+from .folder import FORMAT
+from .paper import paper_sweep
+from .plan import Plan, make_plan
+from .protocols import reported_index
+from .report import write_reports
+from .spec import Cell, Sweep, SweepError, load_sweep
+from .training import build_task, train_variant
+
+
+class Runner:
+    """Runs the cells of a plan in this process: builds the tasks and the shared test problems
+    once, then meta-trains and evaluates one cell at a time."""
+
+    def __init__(self, plan: Plan, *, device: torch.device, data_root: str | None = None,
+                 compile: bool | None = None, threads: int = 1,
+                 versions: dict | None = None) -> None:
+        self.plan, self.device, self.compile = plan, device, compile
+        self.folder = plan.folder
+        self.threads, self.versions = threads, versions or {}
+        sweep, steps = plan.sweep, plan.sizes["steps"]
+        context = {"data_root": data_root, "device": device}
+        self.train_task = build_task(sweep.train, steps, **context)
+        self.tasks = {}
+        for t in sweep.targets:
+            same = as_spec(t.task) == as_spec(sweep.train)
+            self.tasks[t.label] = self.train_task if same else build_task(t.task, steps,
+                                                                          **context)
+        # targets watched during meta-training, on problems of the training task's pool
+        pool = {"pool": sweep.train["pool"]} if "pool" in sweep.train else {}
+        self.monitors = {t.label: build_task({**as_spec(t.task), **pool}, steps, **context)
+                         for t in sweep.targets if t.label in sweep.monitor}
+        self.notes = sorted({n for task in [self.train_task, *self.tasks.values()]
+                             if (n := getattr(task, "data_note", None))})
+        # every method and seed runs on the same test problems of each target
+        self.problems = {label: task.sample(plan.sizes["test_problems"],
+                                            make_generator(sweep.test_seed, "test"), device)
+                         for label, task in self.tasks.items()}
+
+    def run(self, cell: Cell) -> dict:
+        start = time.perf_counter()
+        record = self.run_learned(cell) if cell.learned else self.run_baseline(cell)
+        # a resumed cell's time includes its meta-training in the processes before this one
+        earlier = record.pop("earlier_seconds", 0.0)
+        record.update(format=FORMAT, method=cell.method, seed=cell.seed,
+                      protocol=self.plan.protocol, reported_loss=self.plan.reported_loss,
+                      seconds=time.perf_counter() - start + earlier, device=str(self.device),
+                      threads=self.threads, versions=self.versions)
+        return record
+
+    def evaluate_all(self, optimizer: Optimizer, labels: list[str],
+                     scale: float | None = None) -> dict[str, dict]:
+        out = {}
+        index = reported_index(self.plan.reported_loss)
+        for label in labels:
+            begin = time.perf_counter()
+            losses = evaluate(optimizer, self.tasks[label], self.problems[label],
+                              self.plan.sizes["steps"], scale=scale)
+            out[label] = {**losses_record(losses, index), "seconds": time.perf_counter() - begin}
+        return out
+
+    def run_baseline(self, cell: Cell) -> dict:
+        specs = {t.label: t.baselines[cell.method] for t in self.plan.sweep.targets
+                 if cell.method in t.baselines}
+        targets = {}
+        for label, spec in specs.items():
+            targets.update(self.evaluate_all(build(spec, "baseline"), [label]))
+        return {"kind": "baseline", "spec": specs, "params": None, "nfe": None,
+                "targets": targets}
+
+    def run_learned(self, cell: Cell) -> dict:
+        plan, folder = self.plan, self.folder
+        variant = plan.sweep.variant(cell.method)
+        spec, settings = plan.setup(variant)
+        schedule = plan.schedule(variant)
+        state = folder.training_state(cell.method, cell.seed)
+        state.parent.mkdir(parents=True, exist_ok=True)
+        trained = train_variant(spec, self.train_task, schedule, seed=cell.seed,
+                                device=self.device, compile=self.compile, state_path=state,
+                                resume=state.is_file(), monitors=self.monitors)
+        optimizer, result = trained.optimizer, trained.result
+        save_checkpoint(folder.checkpoint(cell.method, cell.seed), optimizer,
+                        task=plan.sweep.train["type"], task_spec=plan.sweep.train,
+                        sweep=plan.sweep.name, budget=plan.budget, seed=cell.seed,
+                        schedule=schedule.to_dict(), best_epoch=result.best_epoch,
+                        best_validation=result.best_validation)
+        # evaluated with another out_mul than it was trained with, where the variant says so
+        scale = settings.get("test_out_mul")
+        targets = self.evaluate_all(trained.evaluator, list(self.tasks), scale)
+        first = next(iter(self.tasks))
+        nfe = field_evaluations(optimizer, self.tasks[first], self.problems[first],
+                                plan.sizes["steps"])
+        watched = {}
+        for label, best in result.monitors.items():
+            # the oracle: the weights of the epoch that was best on this target's validation
+            optimizer.load_state_dict(best["state"])
+            targets[label]["oracle"] = {
+                **self.evaluate_all(trained.evaluator, [label], scale)[label],
+                "epoch": best["epoch"]}
+            watched[label] = {"best_epoch": best["epoch"], "best_validation": best["validation"],
+                              "validation": [h["monitors"][label] for h in result.history]}
+        state.unlink(missing_ok=True)
+        return {"kind": "learned", "earlier_seconds": trained.earlier_seconds,
+                "spec": spec, "schedule": schedule.to_dict(),
+                "test_out_mul": scale, "compiled": trained.compiled,
+                "params": optimizer.num_params(),
+                "nfe": int(nfe) if nfe is not None and float(nfe).is_integer() else nfe,
+                "targets": targets,
+                "meta_training": {"seconds": result.seconds, "best_epoch": result.best_epoch,
+                                  "best_validation": result.best_validation,
+                                  "validation": [h["validation"] for h in result.history],
+                                  "monitors": watched,
+                                  "skipped_updates": result.skipped_updates,
+                                  "diverged": trained.diverged is not None}}
+
+
+def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
+              out: str | os.PathLike, seeds: int | list[int] | None = None,
+              device: str | torch.device | None = "auto", threads: int | None = None,
+              data_root: str | None = None, compile: bool | None = None,
+              overrides: Mapping[str, int | None] | None = None, overwrite: bool = False,
+              progress: bool = True, command: str | None = None,
+              protocol: str = "corrected",
+              max_seeds: Mapping[str, int] | None = None) -> dict | None:
+    """Run a sweep (a ``Sweep`` or a sweep file) into ``out`` and write its reports.
+
+    Finished cells already in ``out`` (of the same sweep and budget) are reused; a cell that
+    was meta-training resumes from its last epoch. Under ``torchrun`` the cells are shared
+    among the ranks and rank 0 writes the reports.
+
+    Args:
+        budget: a budget of the sweep (default: its ``default_budget``, else its first).
+        seeds: meta-seeds: a count (``0 .. n-1``) or a list; default: the budget's count.
+        device: ``auto``, ``cpu``, ``cuda`` (under torchrun: each rank's own GPU).
+        threads: intra-op threads of this process while the sweep runs (default: the thread
+            policy, see ``phys_l2o.parallel``); the caller's count is given back at the end.
+        compile: compile the learned optimizers' steps; ``None``: see
+            ``experiments.training.use_compile``.
+        overrides: budget fields to change (e.g. ``{"meta_batch": 4}``).
+        overwrite: start again in an ``out`` that holds another run.
+        protocol: ``corrected`` (this project's) or ``reference`` (the original code's); see
+            ``experiments.protocols``.
+        max_seeds: ``{variant: n}``: run only the first ``n`` seeds of a costly variant.
+
+    Returns:
+        The report (``results.json``'s contents) on rank 0, ``None`` on other ranks.
+
+    Raises:
+        SweepError: a bad sweep, budget or seeds, or an ``out`` that holds another run.
+        MetaTrainingInterrupted: on Ctrl-C; finished cells and the training state of the cell
+            in progress are on disk, and the same call continues.
+    """
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
+    plan = make_plan(sweep, budget, out=out, seeds=seeds, overrides=overrides, protocol=protocol,
+                     max_seeds=max_seeds)
+    with parallel.thread_policy(threads) as count:
+        return _run(plan, count, device=device, data_root=data_root, compile=compile,
+                    overwrite=overwrite, progress=progress, command=command)
+
+
+def reproduce(task: str, budget: str = "smoke", *, out: str | os.PathLike, seed: int = 0,
+              seeds: int = 1, meta_batch: int | None = None, **options: Any) -> dict | None:
+    """Run one of the paper's experiments (its sweep file, ``paper_sweep(task)``) end to end
+    and write its reports into ``out``: meta-seeds ``seed .. seed + seeds - 1``, ``meta_batch``
+    problems per trajectory (default: the budget's). ``options`` are ``run_sweep``'s."""
+    return run_sweep(paper_sweep(task), budget, out=out, seeds=list(range(seed, seed + seeds)),
+                     overrides={"meta_batch": meta_batch}, **options)
+
+
+def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progress,
+         command) -> dict | None:
+    sweep, folder = plan.sweep, plan.folder
+    if compile:
+        blocked = {v.name: pieces for v in sweep.variants
+                   if (pieces := build(plan.setup(v)[0], "optimizer").uncompilable_pieces())}
+        if blocked:
+            raise SweepError(f"--compile: these variants cannot be compiled: {blocked}; leave "
+                             "--compile out (the default compiles the variants that can be)")
+    with parallel.joined(resolve_device(device)) as (ranks, device):
+        mode = folder.check(plan.manifest(), overwrite)
+        parallel.barrier(ranks)  # every rank has checked its folder before any is changed
+        if ranks.local_rank == 0:  # each machine prepares its own --out
+            folder.prepare(plan.manifest(), mode)
+        parallel.barrier(ranks)
+        started = time.perf_counter()
+        cells = plan.cells()
+        done = {c: r for c in cells if (r := folder.read_cell(c.method, c.seed)) is not None}
+        reused = len(done)
+        todo = [c for c in cells if c not in done]
+        parallel.barrier(ranks)  # every rank has read the same finished cells
+        mine = [c for i, c in enumerate(todo) if ranks.mine(i)]
+        info = provenance(command)
+        versions = {k: info[k] for k in ("version", "commit", "dirty", "torch")}
+        runner = Runner(plan, device=device, data_root=data_root, compile=compile,
+                        threads=count, versions=versions) if mine or ranks.main else None
+        if ranks.main:
+            for note in runner.notes:
+                print(f"note: {note}")
+            print(summary_line(plan, cells, reused, len(todo), ranks.world, count))
+        desc = sweep.name if ranks.world == 1 else f"{sweep.name} (rank 0 of {ranks.world})"
+        bar = tqdm(total=reused + len(mine), initial=reused, unit="cell", desc=desc,
+                   disable=not (progress and ranks.main), dynamic_ncols=True)
+        fresh = {}
+        try:
+            for cell in mine:
+                bar.set_postfix_str(str(cell))
+                record = runner.run(cell)
+                record["rank"] = ranks.rank
+                folder.write_cell(cell.method, cell.seed, record)
+                folder.log(log_line(cell, record))
+                fresh[cell] = record
+                bar.update(1)
+        finally:
+            bar.close()
+        gathered = parallel.gather({(c.method, c.seed): r for c, r in fresh.items()}, ranks)
+        if not ranks.main:
+            return None
+        for part in gathered:
+            for (method, seed), record in part.items():
+                done[Cell(method, seed)] = record
+                if folder.read_cell(method, seed) is None:  # another machine's cell: a copy
+                    folder.write_cell(method, seed, record)
+        meta = {**info, "budget": plan.budget, "sizes": plan.sizes, "seeds": plan.seeds,
+                "device": str(device), "threads": count, "processes": ranks.world,
+                "reused_cells": reused, "seconds": time.perf_counter() - started,
+                "data_notes": runner.notes}
+        return write_reports(plan, [done[c] for c in cells], meta)
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def summary_line(plan: Plan, cells: list[Cell], reused: int, todo: int, world: int,
+                 threads: int) -> str:
+    """What a run is about to do, in one line."""
+    sweep = plan.sweep
+    where = f" on {world} processes" if world > 1 else ""
+    seeds = (f"{len(sweep.variants)} variants x {plural(len(plan.seeds), 'seed')}"
+             if not plan.max_seeds else ", ".join(
+                 f"{v.name} x {plural(sum(c.method == v.name for c in cells), 'seed')}"
+                 for v in sweep.variants))
+    return (f"sweep {sweep.name!r}, budget {plan.budget!r}, protocol {plan.protocol!r}: "
+            f"{len(cells)} cells ({seeds}, {plural(len(sweep.baselines()), 'baseline')}); "
+            f"{reused} finished cells reused, {todo} to run{where}; {threads} thread(s) per "
+            "process")
+
+
+def log_line(cell: Cell, record: dict) -> str:
+    """A finished cell's line in ``sweep.log``."""
+    finals = "; ".join(f"{label} {np.mean(as_losses(t['final'])):.4g}"
+                       for label, t in record["targets"].items())
+    train = record.get("meta_training")
+    extra = "" if train is None else (f"; best validation {train['best_validation']:.4g} at "
+                                      f"epoch {train['best_epoch']}")
+    return (f"rank {record.get('rank', 0)} {cell}: mean final loss {finals}{extra}; "
+            f"{record['seconds']:.1f} s")

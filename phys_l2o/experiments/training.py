@@ -1,0 +1,109 @@
+"""Meta-training one variant: the one path that ``phys-l2o train`` and every learned cell of a
+sweep take (``train_variant``), the one rule for when to compile (``use_compile``), and how a
+spec is built where it runs (``build_seeded``, ``build_task``)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..meta import MetaTrainingDiverged, Schedule, TrainResult, meta_train
+from ..optimizers.base import CompiledOptimizer, LearnedOptimizer, compile_available
+from ..registry import Spec, as_spec, build, lookup
+from ..seeding import derive_seed
+from ..tasks.base import Task
+
+#: a meta-training is compiled (auto) when it has at least this many trajectories: enough to
+#: pay back the seconds of compilation.
+COMPILE_FROM_TRAJECTORIES = 200
+
+
+def use_compile(requested: bool | None, optimizer: LearnedOptimizer, schedule: Schedule) -> bool:
+    """Whether to run ``optimizer``'s steps through ``torch.compile`` for ``schedule``.
+
+    ``requested`` is the user's choice (``--compile`` / ``--no-compile``); ``None`` (auto)
+    compiles a meta-training of at least ``COMPILE_FROM_TRAJECTORIES`` trajectories when a C++
+    compiler is found and no piece of the optimizer is uncompilable.
+    """
+    if requested is not None:
+        return requested
+    return (schedule.epochs * schedule.trajectories >= COMPILE_FROM_TRAJECTORIES
+            and compile_available() and not optimizer.uncompilable_pieces())
+
+
+def build_seeded(spec: Spec, seed: int, stream: str) -> LearnedOptimizer:
+    """Build a learned optimizer from ``spec`` with its weights drawn from the seed's
+    ``stream`` (the global random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, stream))
+        return build(spec, "optimizer")
+
+
+def build_task(spec: Spec | str, steps: int, **context: Any) -> Task:
+    """Build a task spec where it runs (``data_root``, ``device``), for runs of ``steps`` steps
+    where the task takes a step count (MNIST precomputes its minibatch order)."""
+    spec = as_spec(spec)
+    cls = lookup(spec["type"], "task")
+    if "steps" in inspect.signature(cls.__init__).parameters and "steps" not in spec:
+        spec["steps"] = steps
+    return build(spec, "task", **context)
+
+
+@dataclass
+class Trained:
+    """A meta-trained variant.
+
+    ``optimizer`` holds its best weights; ``evaluator`` is what to evaluate it with (its
+    compiled wrapper when ``compiled``); ``diverged`` the error of a meta-training that ended
+    because every trajectory of an epoch diverged (``result`` then holds the best weights
+    before it); ``earlier_seconds`` the meta-training time of the processes before this one
+    (a resumed run)."""
+
+    optimizer: LearnedOptimizer
+    evaluator: LearnedOptimizer | CompiledOptimizer
+    result: TrainResult
+    compiled: bool
+    diverged: MetaTrainingDiverged | None = None
+    earlier_seconds: float = 0.0
+
+
+def train_variant(spec: Spec, task: Task, schedule: Schedule, *, seed: int,
+                  device: torch.device | str = "cpu", compile: bool | None = None,
+                  state_path: str | os.PathLike | None = None, resume: bool = False,
+                  state_every: int = 1, monitors: Mapping[str, Task] | None = None,
+                  ranks: Any = None, progress: bool = False) -> Trained:
+    """Meta-train a fresh optimizer of ``spec`` (its weights drawn from ``seed``) on ``task``.
+
+    The weights start from the seed's ``init-<type>`` stream and meta-training uses ``seed``,
+    so the same spec, task, schedule and seed give the same weights whoever calls this.
+    ``compile``: see ``use_compile``. The other arguments are ``meta_train``'s.
+
+    Raises:
+        ValueError: ``compile=True`` for an optimizer that cannot be compiled here.
+        MetaTrainingInterrupted: on Ctrl-C (the training state is at ``state_path``).
+    """
+    optimizer = build_seeded(spec, seed, f"init-{spec['type']}")
+    compiled = use_compile(compile, optimizer, schedule)
+    evaluator: LearnedOptimizer | CompiledOptimizer = optimizer
+    if compiled:
+        try:
+            evaluator = optimizer.compiled()
+        except RuntimeError as error:
+            raise ValueError(str(error)) from None
+        torch._dynamo.reset()  # one variant's compiled steps do not count against the next's
+    began = time.perf_counter()
+    diverged = None
+    try:
+        result = meta_train(optimizer, task, schedule, seed=seed, device=device,
+                            progress=progress, state_path=state_path, state_every=state_every,
+                            resume=resume, monitors=monitors, ranks=ranks, compile=compiled)
+    except MetaTrainingDiverged as error:  # the optimizer holds the best weights before
+        result, diverged = error.result, error
+    earlier = max(0.0, result.seconds - (time.perf_counter() - began))
+    return Trained(optimizer, evaluator, result, compiled, diverged, earlier)
