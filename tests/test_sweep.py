@@ -106,21 +106,6 @@ def test_every_sweep_file_round_trips(path):
     assert len(sweep.cells([0, 1])) == 2 * len(sweep.variants) + len(sweep.baselines())
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "ablations").glob("*.toml")),
-                         ids=lambda p: p.name)
-def test_ablations_start_from_the_paper_settings(path):
-    sweep = load_sweep(path)
-    task = sweep.train["type"]
-    found = {v.name: v for v in sweep.variants if v.name.startswith("hnn (paper)")}
-    assert len(found) == 1 and sweep.reference in found
-    (hnn,) = found.values()
-    preset = paper.learned_preset(task, "hnn")
-    assert hnn.optimizer == preset["optimizer"]
-    assert hnn.settings == {"unroll": preset["unroll"], "meta_lr": preset["meta_lr"]}
-    for target in sweep.targets:
-        assert target.baselines == paper.paper_baselines(target.task)
-
-
 def test_a_sweep_writes_each_cell_and_resumes_from_them(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     report = run_sweep(tiny, out=out, device="cpu", progress=False)

@@ -41,10 +41,10 @@ class Schedule:
     The defaults are the paper's quadratic schedule for the HNN.
 
     ``loss_window`` and ``validation_pool`` choose between this project's protocol and the
-    original code's (``phys_l2o.protocols``): which losses a truncation sums (``"after"`` each
-    update, or ``"before"``, see ``TruncatedBPTT``), and which pool of a task with pools (MNIST)
-    the validation problems come from (``None``: the training task's own; ``"test"``: the test
-    pool, as the original does).
+    original code's (``phys_l2o.experiments.protocols``): which losses a truncation sums
+    (``"after"`` each update, or ``"before"``, see ``TruncatedBPTT``), and which pool of a
+    task with pools (MNIST) the validation problems come from (``None``: the training task's
+    own; ``"test"``: the test pool, as the original does).
     """
 
     epochs: int = 100
