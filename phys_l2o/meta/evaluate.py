@@ -35,9 +35,10 @@ def evaluate(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *
 
 
 def field_evaluations(optimizer: Optimizer, task: Task, problems: Problems,
-                      steps: int) -> float | None:
-    """Field evaluations per step, averaged over ``steps`` steps of the first problem (eager);
-    ``None`` for an optimizer without a ``field``.
+                      steps: int) -> int | float | None:
+    """Field evaluations per step, averaged over ``steps`` steps of the first problem (eager;
+    a whole number when every step took the same); ``None`` for an optimizer without a
+    ``field``.
 
     Counted from outside by a hook on the field (``integrators.count_calls``): fixed-step
     read-outs give their constant (1 for the paper's Euler read-out, 4 for ``rk4``), adaptive
@@ -50,7 +51,8 @@ def field_evaluations(optimizer: Optimizer, task: Task, problems: Problems,
     first = select(problems, slice(0, 1))
     with count_calls(field) as count:
         evaluate(module, task, first, steps)
-    return count.calls / steps
+    calls = count.calls
+    return calls // steps if calls % steps == 0 else calls / steps
 
 
 def compare(optimizers: Mapping[str, Optimizer], task: Task, problems: Problems, steps: int, *,

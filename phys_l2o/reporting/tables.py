@@ -82,7 +82,7 @@ def method_table(methods: Mapping[str, dict], paper: Mapping[str, float] | None 
         if has_time:
             cells.append(f"{entry.get('seconds') or 0:.1f}")
         if has_nfe:
-            cells.append("-" if entry.get("nfe") is None else str(entry["nfe"]))
+            cells.append("-" if entry.get("nfe") is None else f"{entry['nfe']:.3g}")
         if paper:
             cells.append(format_number(paper[name]) if name in paper else "-")
         lines.append("| " + " | ".join(cells) + " |")
