@@ -260,7 +260,8 @@ def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     problems = task.sample(args.problems, make_generator(args.seed, "test"), device)
     runs = compare({name: optimizer}, task, problems, args.steps, progress=not args.no_progress)
     methods = summarize_methods(runs, {name: optimizer.num_params()})
-    print(method_table(methods, names=DISPLAY_NAMES))
+    table = method_table(methods, names=DISPLAY_NAMES)
+    print(table)
     if args.out is not None:
         record = {**provenance("phys-l2o " + shlex.join(argv)), "task": task_name,
                   "activation": getattr(task, "activation", None), "seed": args.seed,
@@ -270,7 +271,6 @@ def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
             record.update(checkpoint=str(args.checkpoint), checkpoint_sha256=hashlib.sha256(
                 args.checkpoint.read_bytes()).hexdigest(), trained_on=trained_on)
         write_json(args.out / "results.json", record)
-        table = method_table(methods, names=DISPLAY_NAMES)
         (args.out / "results.md").write_text(table + "\n")  # after the json
         plot_curves(args.out / "curves.png", methods, f"{task_name}: {name}",
                     names=DISPLAY_NAMES)

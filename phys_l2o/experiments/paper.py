@@ -14,7 +14,6 @@ import functools
 from typing import Any
 
 from ..optimizers.base import LearnedOptimizer
-from ..physics.paper_field import PAPER_PIECES
 from ..registry import Spec, as_spec, lookup
 from .compose import PACKAGE_DIR
 from .plan import DEFAULT_META, schedule_for
@@ -26,9 +25,6 @@ PAPER_TASKS: tuple[str, ...] = tuple(sorted(
     p.stem.removeprefix("paper-") for p in PACKAGE_DIR.glob("paper-*.toml")))
 #: a task the paper did not train on takes the presets of this one.
 FALLBACK_TASK = "quadratic"
-#: the paper's field as a spec (``paper_field`` builds the same modules); its width comes from
-#: the optimizer that builds it. Replace or drop (``False``) a piece to make a variant.
-PAPER_FIELD: Spec = {"type": "port-hamiltonian", **PAPER_PIECES}
 #: the hand-designed baselines of the paper's tables.
 PAPER_BASELINE_NAMES = ("adam", "rmsprop", "sgd", "nag")
 #: how the paper writes its methods' names in tables and plots.

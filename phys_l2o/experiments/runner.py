@@ -132,7 +132,7 @@ class Runner:
                 "spec": spec, "schedule": schedule.to_dict(),
                 "test_out_mul": scale, "compiled": trained.compiled,
                 "params": optimizer.num_params(),
-                "nfe": int(nfe) if nfe is not None and float(nfe).is_integer() else nfe,
+                "nfe": nfe,
                 "targets": targets,
                 "meta_training": {"seconds": result.seconds, "best_epoch": result.best_epoch,
                                   "best_validation": result.best_validation,

@@ -21,15 +21,10 @@ from torch import Tensor, nn
 
 from ..checks import positive_number
 from ..integrators import EulerReadout, Readout
-from ..physics import (
-    CholeskyInverseInertia,
-    ControlMLP,
-    LinearDissipation,
-    PortHamiltonianField,
-    PotentialGradientMLP,
-)
-from ..physics.field import feature_width
-from ..registry import build_part, register
+from ..physics import PortHamiltonianField
+from ..physics.field import PIECES, feature_width
+from ..physics.paper_field import PAPER_PIECES
+from ..registry import build, build_part, register
 from .base import LearnedOptimizer, Segments, check_init, check_step, segment_normalize
 from .preprocessing import build_preprocessing
 
@@ -44,9 +39,9 @@ def paper_field(width: int, **replace: nn.Module | None) -> PortHamiltonianField
         **replace: pieces to swap by name (``potential``, ``inverse_inertia``,
             ``dissipation``, ``control``); ``None`` leaves a piece out.
     """
-    pieces = {"potential": PotentialGradientMLP(width),
-              "inverse_inertia": CholeskyInverseInertia(width),
-              "dissipation": LinearDissipation(width), "control": ControlMLP(width)}
+    # every piece is built (in this order) before any is replaced: the weights of a field
+    # with a piece replaced are those of the paper's, that piece aside
+    pieces = {name: build(spec, PIECES[name], width=width) for name, spec in PAPER_PIECES.items()}
     unknown = set(replace) - set(pieces)
     if unknown:
         raise ValueError(f"unknown pieces {sorted(unknown)}; choose from {sorted(pieces)}")
