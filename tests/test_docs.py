@@ -9,7 +9,9 @@ strict MkDocs build (every link, page, anchor and docstring) runs when MkDocs is
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import pkgutil
 import re
@@ -26,7 +28,7 @@ FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 #: the packages and modules of ``phys_l2o`` that have a page in the API reference (and every
 #: module of a package has an entry); the package itself has one too (``docs/api/phys_l2o.md``)
 API_PAGES = ("registry", "optim", "pretrained", "physics", "integrators", "optimizers", "tasks",
-             "meta", "reporting", "experiments", "parallel", "seeding")
+             "meta", "reporting", "experiments", "bench", "parallel", "seeding")
 
 
 def python_blocks(page: str) -> list[str]:
@@ -161,15 +163,58 @@ def test_reproducing_page_shows_the_runs_tables():
 
 def test_the_claims_tables_are_the_ones_the_runs_decide():
     """The claims table on the reproducing page and in the README is what
-    ``phys_l2o.experiments.claims`` decides from the published cells."""
+    ``phys_l2o.experiments.claims`` decides from the published cells and the published
+    held-out scores."""
     from phys_l2o.experiments.claims import claims_markdown, decide
 
     runs = {p: [PAPER_RUNS / f"quadratic-{p}", PAPER_RUNS / f"mnist-{p}"]
             for p in ("corrected", "reference")}
-    table = claims_markdown(decide(runs), list(runs))
-    assert table.count("\n") >= 3
+    table = claims_markdown(decide(runs, DOCS / "results" / "heldout"), list(runs))
+    assert table.count("\n") >= 3 and "held-out suite" in table and "no scores" not in table
     assert table in (DOCS / "reproducing.md").read_text()
     assert table in (ROOT / "README.md").read_text()
+
+
+HELDOUT_RUN = DOCS / "results" / "heldout"
+
+
+def test_the_generalization_page_shows_the_published_scores():
+    """The page's table is the published report's, its code prints what it shows, and the
+    report's scores are what the published cells give."""
+    import json
+
+    import numpy as np
+
+    from phys_l2o.bench.run import scored
+    from phys_l2o.bench.scores import normalize
+
+    page = (DOCS / "generalization.md").read_text()
+    report = (HELDOUT_RUN / "results.md").read_text()
+    rows = table_rows(report, "Command:")
+    assert len(rows) == 10 and all(row in page for row in rows)  # header, rule, 8 methods
+    for i, (code, shown) in enumerate(BLOCK_AND_OUTPUT.findall(page), 1):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, f"generalization.md (python block {i})", "exec"), {})
+        assert out.getvalue() == shown
+    results = json.loads((HELDOUT_RUN / "results.json").read_text())
+    for task in results["suite"]["tasks"]:
+        reference = json.loads((HELDOUT_RUN / "cells" / task / "adam.json").read_text())
+        for name, method in results["methods"].items():
+            cell = json.loads((HELDOUT_RUN / "cells" / task / f"{name}.json").read_text())
+            np.testing.assert_allclose(normalize(scored(cell), scored(reference)),
+                                       method["tasks"][task]["scores"], rtol=1e-12)
+
+
+def test_the_shipped_optimizers_carry_the_published_generalization_notes():
+    import json
+
+    from phys_l2o.optim import pretrained_info, pretrained_names
+    from phys_l2o.pretrained.pack import generalization_note
+
+    results = json.loads((HELDOUT_RUN / "results.json").read_text())
+    for name in pretrained_names():
+        assert pretrained_info(name)["generalization"] == generalization_note(results, name)
 
 
 def test_api_reference_covers_every_module():

@@ -281,20 +281,70 @@ def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_claims(args: argparse.Namespace, argv: list[str]) -> int:
     from ..experiments.claims import claims_table
 
-    text = claims_table(dict(args.runs)) + "\n"
+    text = claims_table(dict(args.runs), args.heldout) + "\n"
     if args.out is not None:
         args.out.write_text(text)
     print(text, end="")
     return 0
 
 
-def cmd_pack(args: argparse.Namespace, argv: list[str]) -> int:
-    from ..pretrained.pack import HERE, pack_runs
+def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
+    import dataclasses
 
-    pack_runs(args.runs, args.commit, args.threads, args.into or HERE)
+    from ..bench import (
+        default_factories,
+        load_suite,
+        run_suite,
+        step_costs,
+        suite_methods,
+        write_report,
+    )
+    from ..pretrained import pretrained_names
+    from ..reporting.results import provenance
+    from ..seeding import resolve_device
+
+    suite = load_suite(args.suite)
+    if args.tasks:
+        suite = suite.subset(args.tasks)
+    if args.seeds:
+        suite = dataclasses.replace(suite, seeds=args.seeds)
+    learned = pretrained_names() if args.optimizers is None else args.optimizers
+    methods = suite_methods(suite, learned)
+    out = args.out if args.out is not None else Path("runs") / f"bench-{suite.name}"
+    check_output_dir(out)
+    if (out / "sweep.json").exists():
+        raise UsageError(f"--out {out} holds a sweep's run; choose another folder")
+    device = resolve_device(args.device)
+    outcome = run_suite(suite, methods, out, seed=args.seed, data_root=args.data_root,
+                        device=device, progress=not args.no_progress)
+    speed = None
+    if not args.no_speed:
+        speed = step_costs(default_factories(
+            [(m.name, m.source) for m in methods if m.kind == "learned"]))
+    results = write_report(out, suite, methods, outcome, speed=speed,
+                           provenance=provenance("phys-l2o " + shlex.join(argv)))
+    text = (out / "results.md").read_text()
+    print(text.split("## Score per task")[0].rstrip())
+    print(f"\nwrote {out}/results.md, results.json and profile.png ({outcome['computed']} "
+          f"cells computed, {outcome['reused']} reused); see results.md for every task")
+    return 0 if results else 1
+
+
+def cmd_pack(args: argparse.Namespace, argv: list[str]) -> int:
+    from ..pretrained.pack import HERE, note_generalization, pack_runs
+
+    if not args.runs and args.heldout is None:
+        raise UsageError("give the output folders of `reproduce` runs to pack, or --heldout "
+                         "BENCH_DIR")
+    if args.runs:
+        if args.commit is None:
+            raise UsageError("the following arguments are required: --commit")
+        pack_runs(args.runs, args.commit, args.threads, args.into or HERE)
+    if args.heldout is not None:
+        note_generalization(args.heldout, args.into or HERE)
     return 0
 
 
 #: each command's function.
 RUN = {"reproduce": cmd_reproduce, "sweep": cmd_sweep, "train": cmd_train,
-       "evaluate": cmd_evaluate, "claims": cmd_claims, "pack": cmd_pack}
+       "evaluate": cmd_evaluate, "claims": cmd_claims, "bench": cmd_bench, "pack": cmd_pack}

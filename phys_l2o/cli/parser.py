@@ -110,6 +110,7 @@ COMMANDS = {"reproduce": "meta-train, evaluate and report one of the paper's exp
             "train": "meta-train one learned optimizer; writes a checkpoint",
             "evaluate": "evaluate a checkpoint or a baseline on test problems",
             "claims": "decide which of the paper's claims hold, from reproduce runs",
+            "bench": "score optimizers on tasks no optimizer was meta-trained on; resumable",
             "pack": "make the package's pretrained weights from reproduce runs"}
 
 
@@ -233,12 +234,42 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                         "table.")
     cl.add_argument("runs", nargs="+", type=protocol_runs, metavar="PROTOCOL=QUAD_DIR,MNIST_DIR")
     cl.add_argument("--out", type=Path, default=None, help="also write the table there")
+    cl.add_argument("--heldout", type=Path, default=None, metavar="BENCH_DIR",
+                    help="a `phys-l2o bench heldout` folder that scored the shipped optimizers: "
+                         "adds the claim that the HNN generalizes better than the LSTM")
+
+    bn = sub.add_parser("bench", help=COMMANDS["bench"], allow_abbrev=False,
+                        description="Score learned optimizers on a held-out suite against "
+                        "Adam, SGD with momentum and RMSprop tuned per task (and Adam at lr "
+                        "1e-3 untuned): every method on the same problems of every task, "
+                        "scores normalized by tuned Adam, interquartile means with stratified "
+                        "bootstrap intervals. Every finished cell is kept in --out: running "
+                        "again (with more optimizers, say) reuses the tuning and every cell "
+                        "whose task and method are unchanged.")
+    bn.add_argument("suite", help="a shipped suite (heldout) or the path of a suite file (TOML)")
+    bn.add_argument("--optimizers", nargs="*", default=None, metavar="NAME_OR_CHECKPOINT",
+                    help="pretrained names or checkpoint files (default: every shipped "
+                         "optimizer; none: the baselines only)")
+    bn.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                    help="only these tasks of the suite (default: all)")
+    bn.add_argument("--seeds", type=positive_int, default=None,
+                    help="evaluation problems per task (default: the suite's)")
+    bn.add_argument("--out", type=Path, default=None,
+                    help="output folder (default runs/bench-<suite>)")
+    bn.add_argument("--no-speed", action="store_true",
+                    help="skip the step-cost measurement on a one-million-parameter MLP")
+    add_common(bn)
 
     pk = sub.add_parser("pack", help=COMMANDS["pack"], allow_abbrev=False,
                         description="Write each learned optimizer of each run (its first "
                         "meta-seed's best weights) as <name>-<task>.pt with its manifest entry.")
-    pk.add_argument("runs", type=Path, nargs="+", help="output folders of `reproduce`")
-    pk.add_argument("--commit", required=True, help="the commit the runs were made at")
+    pk.add_argument("runs", type=Path, nargs="*", help="output folders of `reproduce`")
+    pk.add_argument("--commit", default=None,
+                    help="the commit the runs were made at (required with runs)")
+    pk.add_argument("--heldout", type=Path, default=None, metavar="BENCH_DIR",
+                    help="a `phys-l2o bench heldout` folder that scored the shipped weights: "
+                         "write what it found into each one's manifest entry "
+                         "(pretrained_info(name)['generalization'])")
     pk.add_argument("--threads", type=positive_int, default=None,
                     help="the torch threads the runs used (default: as their results.json "
                          "records)")

@@ -7,6 +7,10 @@ it holds when the interval of each difference lies within ``MARGIN`` (10%) of th
 mean, and does not hold when one lies entirely outside it.
 
     phys-l2o claims corrected=QUAD_DIR,MNIST_DIR reference=QUAD_DIR,MNIST_DIR --out claims.md
+
+With ``--heldout BENCH_DIR`` (a ``phys-l2o bench heldout`` folder that scored the shipped
+optimizers) the table adds the paper's generalization claim, decided on tasks that no shipped
+optimizer was meta-trained on.
 """
 
 from __future__ import annotations
@@ -93,11 +97,50 @@ CLAIMS = (
 )
 
 
-def decide(runs: Mapping[str, Sequence[str | Path]]) -> list[dict]:
+#: the held-out claims: the HNN against the LSTM meta-trained on the same task, each shipped.
+HELDOUT_CLAIMS = (
+    ("held-out suite: the HNN meta-trained on MNIST generalizes better than the LSTM",
+     "hnn-mnist", "lstm-mnist"),
+    ("held-out suite: the HNN meta-trained on quadratics generalizes better than the LSTM",
+     "hnn-quadratic", "lstm-quadratic"),
+)
+#: the protocol the shipped optimizers were meta-trained under.
+SHIPPED_PROTOCOL = "corrected"
+
+
+def heldout_claim(folder: str | Path, hnn: str, lstm: str) -> tuple[str, str]:
+    """``hnn`` beats ``lstm`` on the tasks of a held-out suite: the paired difference of the
+    interquartile means of their normalized scores (``bench.scores``) with its stratified
+    bootstrap interval, read from a ``phys-l2o bench`` folder. Holds when the interval lies
+    below zero, does not hold when it lies above."""
+    import json
+
+    from ..bench.scores import iqm_difference
+
+    results = json.loads((Path(folder) / "results.json").read_text())
+    methods = results["methods"]
+    for name in (hnn, lstm):
+        if name not in methods:
+            raise KeyError(name)
+    a, b = (np.array([m["tasks"][t]["scores"] for t in m["tasks"]]).T
+            for m in (methods[hnn], methods[lstm]))
+    diff = iqm_difference(a, b)
+    lo, hi = diff["ci95"]
+    verdict = HOLDS if hi < 0 else FAILS if lo > 0 else UNDECIDED
+    tasks, seeds = a.shape[1], results["suite"]["seeds"]
+    return verdict, (f"IQM of ln(loss / tuned Adam's) over {tasks} tasks x {seeds} seeds: "
+                     f"{hnn} - {lstm} {diff['difference']:+.3g} [{lo:+.3g}, {hi:+.3g}] "
+                     "(one meta-trained optimizer each: the interval covers the tasks' "
+                     "problems, not meta-training)")
+
+
+def decide(runs: Mapping[str, Sequence[str | Path]],
+           heldout: str | Path | None = None) -> list[dict]:
     """Each claim under each protocol: ``runs`` maps a protocol to its (quadratic, MNIST) run
     folders. Returns rows ``{"claim", protocol: {"verdict", "evidence", "seeds"}}``; a claim
     whose run is not there (a folder that does not exist) or lacks its methods is
-    ``MISSING``."""
+    ``MISSING``. ``heldout``: a ``phys-l2o bench`` folder that scored the shipped optimizers,
+    which adds the held-out claim (decided under the protocol they were trained under)."""
     finals, params = {}, {}
     for protocol, folders in runs.items():
         merged: dict[str, dict[str, np.ndarray]] = {}
@@ -129,6 +172,18 @@ def decide(runs: Mapping[str, Sequence[str | Path]]) -> list[dict]:
         verdict, evidence = MISSING, f"no cells of {missing}"
     rows.append({"claim": "the HNN needs about 100x fewer weights than the LSTM",
                  **{p: {"verdict": verdict, "evidence": evidence, "seeds": {}} for p in runs}})
+    if heldout is not None:
+        for text, hnn, lstm in HELDOUT_CLAIMS:
+            try:
+                verdict, evidence = heldout_claim(heldout, hnn, lstm)
+            except (OSError, KeyError, ValueError) as missing:
+                verdict, evidence = MISSING, f"no scores of {missing} in {heldout}"
+            rows.append({"claim": text, **{
+                p: ({"verdict": verdict, "evidence": evidence, "seeds": {}}
+                    if p == SHIPPED_PROTOCOL else
+                    {"verdict": MISSING, "evidence": "the suite scores the shipped optimizers "
+                     f"({SHIPPED_PROTOCOL} protocol)", "seeds": {}})
+                for p in runs}})
     return rows
 
 
@@ -166,6 +221,8 @@ def parse_runs(items: Sequence[str]) -> dict[str, list[str]]:
     return runs
 
 
-def claims_table(runs: Mapping[str, Sequence[str | Path]]) -> str:
-    """The claims table (``claims_markdown``) of ``runs`` (see ``decide``)."""
-    return claims_markdown(decide(runs), list(runs))
+def claims_table(runs: Mapping[str, Sequence[str | Path]],
+                 heldout: str | Path | None = None) -> str:
+    """The claims table (``claims_markdown``) of ``runs`` and a held-out bench folder (see
+    ``decide``)."""
+    return claims_markdown(decide(runs, heldout), list(runs))

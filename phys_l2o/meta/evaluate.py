@@ -17,18 +17,21 @@ from .rollout import rollout
 
 
 def evaluate(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
-             scale: float | None = None) -> Tensor:
+             scale: float | None = None,
+             return_params: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Losses ``(batch, steps)`` of ``optimizer`` on ``problems`` (no meta-gradients).
 
     ``scale``: the scale of the updates (default: the optimizer's ``step_scale``, the
-    ``out_mul`` it was trained with).
+    ``out_mul`` it was trained with). ``return_params``: also return the parameters reached
+    (``(losses, params)``).
     """
     was_training = getattr(optimizer, "training", None)
     if was_training:
         optimizer.eval()
     try:
         with torch.no_grad():
-            return rollout(optimizer, task, problems, steps, scale=scale)
+            return rollout(optimizer, task, problems, steps, scale=scale,
+                           return_params=return_params)
     finally:
         if was_training:
             optimizer.train()

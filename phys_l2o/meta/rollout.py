@@ -18,7 +18,8 @@ __all__ = ["rollout"]
 
 
 def rollout(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
-            scale: float | None = None) -> Tensor:
+            scale: float | None = None,
+            return_params: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Run ``steps`` optimizer steps on every problem of the batch at once.
 
     Args:
@@ -27,9 +28,11 @@ def rollout(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
         problems: the batch, from ``task.sample``.
         steps: optimizee steps.
         scale: the scale of the updates (default: the optimizer's ``step_scale``).
+        return_params: also return the parameters ``theta_steps`` reached.
 
     Returns:
-        The detached losses ``(batch, steps)``: ``F(theta_1) ... F(theta_steps)``.
+        The detached losses ``(batch, steps)``: ``F(theta_1) ... F(theta_steps)``; with
+        ``return_params``, a pair ``(losses, theta_steps)``.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -41,4 +44,5 @@ def rollout(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
         params, state = advance(optimizer, params, grad, state, scale)
         loss, grad = task.loss_and_grad(params, problems, t)
         curve.append(loss.detach())
-    return torch.stack(curve, dim=1)
+    curves = torch.stack(curve, dim=1)
+    return (curves, params.detach()) if return_params else curves

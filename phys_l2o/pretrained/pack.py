@@ -78,6 +78,63 @@ def pack(run: str | os.PathLike, commit: str, threads: int | None, manifest: dic
               f"{entry['validation_loss']:.4g})")
 
 
+def generalization_note(results: dict, name: str, untuned: str = "adam-1e-3") -> dict:
+    """What the held-out suite (the ``results.json`` of a ``phys-l2o bench`` run) says about
+    the shipped optimizer ``name``: its aggregate score against tuned Adam, the tasks where it
+    beats Adam at lr 1e-3 (what a user types untuned), those where it raises the training
+    loss, its diverged runs, and that in one sentence (``note``)."""
+    method, tasks = results["methods"][name], results["methods"][name]["tasks"]
+    plain = results["methods"].get(untuned, {}).get("tasks", {})
+    beats = [t for t, e in tasks.items() if t in plain and e["score"] < plain[t]["score"]]
+    raises = [t for t, e in tasks.items() if e["final"] is None or e["final"] > e["initial"]]
+    n, (lo, hi) = len(tasks), method["train"]["ci95"]
+    seeds = results["suite"]["seeds"]
+    note = (f"On the held-out suite ({n} tasks it was not meta-trained on, {seeds} seeds "
+            f"each) it beats Adam tuned per task on {method['wins']} of {n} tasks "
+            f"(interquartile mean of ln(loss / tuned Adam's) {method['train']['iqm']:+.2f} "
+            f"[{lo:+.2f}, {hi:+.2f}]); it beats Adam at lr 1e-3 on {len(beats)} "
+            + (f"({', '.join(beats)})" if beats else "") + "; it raises the training loss "
+            f"on {len(raises)}" + (f" ({', '.join(raises)})" if raises else "")
+            + f"; {method['diverged']} of {method['runs']} runs diverged. Use it on the task "
+            "it was meta-trained on; elsewhere a tuned Adam is the better choice.")
+    return {"suite": results["suite"]["name"], "tasks": n, "seeds": seeds,
+            "iqm": method["train"]["iqm"], "ci95": [lo, hi], "wins": method["wins"],
+            "beats_untuned_adam": beats, "raises_loss": raises,
+            "diverged": method["diverged"], "runs": method["runs"],
+            "commit": results.get("commit"), "note": note}
+
+
+def note_generalization(bench: str | os.PathLike, into: str | os.PathLike = HERE) -> dict:
+    """Write each shipped optimizer's ``generalization`` entry into ``into/manifest.json``
+    from a ``phys-l2o bench`` folder that scored it, when the weights it scored are the
+    shipped ones (the same SHA-256); returns the manifest.
+
+    Raises:
+        ValueError: the folder scored none of the shipped optimizers' current weights.
+    """
+    import hashlib
+
+    into = Path(into)
+    path = into / "manifest.json"
+    document = json.loads(path.read_text())
+    results = json.loads((Path(bench) / "results.json").read_text())
+    noted = []
+    for name, entry in document["optimizers"].items():
+        scored = results["methods"].get(name)
+        sha = hashlib.sha256((into / entry["file"]).read_bytes()).hexdigest()
+        if scored is None or scored.get("sha256") != sha:
+            entry.pop("generalization", None)  # a note on other weights would mislead
+            continue
+        entry["generalization"] = generalization_note(results, name)
+        noted.append(name)
+    if not noted:
+        raise ValueError(f"{bench} scored none of the shipped optimizers' weights; run "
+                         f"`phys-l2o bench heldout --out {bench}` first")
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"noted the held-out scores of {', '.join(noted)} in {path}")
+    return document
+
+
 def pack_runs(runs: list[str | os.PathLike], commit: str, threads: int | None = None,
               into: str | os.PathLike = HERE) -> dict:
     """Pack every run of ``runs`` into the folder ``into`` and update its ``manifest.json``

@@ -1,6 +1,7 @@
 """Plots: learning curves (the paper's Figs. 1-3: mean loss per step, log scale), intervals
 (mean final loss with its 95% interval, per method and target), and the validation per epoch
-of meta-training next to the targets watched alongside it (transfer).
+of meta-training next to the targets watched alongside it (transfer), and performance profiles
+of a benchmark's normalized scores.
 
 The figures are drawn on ``matplotlib.figure.Figure`` objects, without ``pyplot``: no backend is
 chosen and no window opens, whatever the caller's matplotlib is set up to do. Each plot takes
@@ -12,6 +13,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from ..meta.checkpoint import atomic_write
@@ -125,4 +127,25 @@ def plot_transfer(path: str | os.PathLike, records: Sequence[Mapping], train_lab
         ax.set_title(display(method, names))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_profiles(path: str | os.PathLike, profiles: Mapping[str, np.ndarray], taus: np.ndarray,
+                  title: str, names: Names | None = None) -> None:
+    """Performance profiles: per method, the fraction of runs with a normalized score
+    ``<= tau`` against ``tau`` (``profiles`` holds one fraction per ``tau``), with a dashed
+    line at 0, tuned Adam's level (the reference)."""
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
+    ax = fig.subplots()
+    taus = np.asarray(taus, dtype=np.float64)
+    for name, profile in profiles.items():
+        ax.plot(taus, np.asarray(profile, dtype=np.float64), linewidth=1.6,
+                label=display(name, names))
+    ax.axvline(0.0, color="C7", linestyle="--", linewidth=1.2, label="tuned Adam (reference)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("normalized score tau (log of loss / tuned Adam's)")
+    ax.set_ylabel("fraction of runs with score <= tau")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8 if len(profiles) > 8 else None)
     _save(fig, path)

@@ -8,7 +8,8 @@ their parameters are one tensor ``(batch, coords)``. A task gives:
     loss, grad = task.loss_and_grad(params, problems, t)  # (batch,), (batch, coords)
 
 The loss keeps its graph to ``params`` (meta-training differentiates through it); the
-gradient is always detached (no second-order terms, as in Andrychowicz et al. 2016).
+gradient is always detached (no second-order terms, as in Andrychowicz et al. 2016). At the
+end of a run, ``task.final_losses(params, problems)`` gives the losses a benchmark reports.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class Task:
     def num_coords(self) -> int:
         return sum(self.segments)
 
+    def describe(self) -> dict:
+        """The task's settings (for ``results.json``); tasks with options or data say more."""
+        return {"name": self.name, "coords": self.num_coords}
+
     def with_pool(self, pool: str) -> Task:
         """The task drawing its problems from another pool of data (``"train"`` or
         ``"test"``). A task without pools (the quadratic draws every problem afresh) is its
@@ -85,3 +90,13 @@ class Task:
             loss = self.loss(tracked, problems, step)
             (grad,) = torch.autograd.grad(loss.sum(), tracked, retain_graph=params.requires_grad)
         return (loss if params.requires_grad else loss.detach()), grad.detach()
+
+    def final_losses(self, params: Tensor, problems: Problems) -> dict[str, Tensor]:
+        """The losses a benchmark reports at the end of a run, detached, each ``(batch,)``.
+
+        ``"train"``: the loss on the task's whole training data (for a task without data, its
+        exact loss); ``"heldout"``: the loss on held-out data, only where the task has some.
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} does not say which losses a "
+                                  "benchmark reports: define final_losses(params, problems) "
+                                  "(see Task.final_losses)")

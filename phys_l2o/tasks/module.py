@@ -10,6 +10,9 @@ parameter tensor); the loss of every problem at once is
 
 mapped over the problems with ``torch.func.vmap``. Gradients come from autograd through that
 map, so ``meta_train``, ``evaluate`` and ``LearnedOptim`` take such a task unchanged.
+
+:meth:`ModuleTask.final_losses` scores every problem's parameters on fixed examples: the first
+``eval_examples`` of the training data and, where the task has them, of the held-out data.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from torch.func import functional_call, vmap
 from ..checks import positive_int
 from .base import Problems, Task, minibatch_indices, minibatch_order
 
+#: problem-examples scored at once by :meth:`ModuleTask.final_losses` (bounds its memory).
+EVAL_CHUNK = 16384
+
 
 class ModuleTask(Task):
     """Problems made of a model family, a data set and a loss.
@@ -36,10 +42,15 @@ class ModuleTask(Task):
             ``eval`` mode.
         inputs: the data set's inputs ``(N, ...)``; a minibatch is ``inputs[index]``.
         targets: the matching targets ``(N, ...)``.
-        loss: ``loss(model(x), y)``, a scalar (default: cross-entropy).
+        loss: ``loss(model(x), y)``, a scalar: the mean over the examples (default:
+            cross-entropy).
         batch_size: examples per minibatch.
         steps: optimizer steps a problem supports (it holds ``steps + 1`` minibatches).
         name: the task's name in reports.
+        heldout: held-out ``(inputs, targets)``, never drawn into a minibatch: scored by
+            :meth:`final_losses` only.
+        eval_examples: examples of each data set that :meth:`final_losses` scores (the first
+            ones).
 
     Example:
         >>> task = ModuleTask(lambda: nn.Linear(4, 3), torch.randn(64, 4),
@@ -50,12 +61,23 @@ class ModuleTask(Task):
 
     def __init__(self, model: Callable[[], nn.Module], inputs: Tensor, targets: Tensor,
                  loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy, *,
-                 batch_size: int = 128, steps: int = 100, name: str = "module") -> None:
+                 batch_size: int = 128, steps: int = 100, name: str = "module",
+                 heldout: tuple[Tensor, Tensor] | None = None,
+                 eval_examples: int = 2048) -> None:
         positive_int("batch_size", batch_size)
         positive_int("steps", steps)
+        positive_int("eval_examples", eval_examples)
         if len(inputs) != len(targets):
             raise ValueError(f"inputs and targets hold different numbers of examples "
                              f"({len(inputs)} and {len(targets)})")
+        if heldout is not None:
+            if not isinstance(heldout, (tuple, list)) or len(heldout) != 2:
+                raise ValueError("heldout must be a pair (inputs, targets) of tensors")
+            if len(heldout[0]) != len(heldout[1]) or len(heldout[0]) < 1:
+                raise ValueError(f"the held-out inputs and targets must hold the same number "
+                                 f"(>= 1) of examples, got {len(heldout[0])} and "
+                                 f"{len(heldout[1])}")
+            heldout = (heldout[0], heldout[1])
         if len(inputs) < batch_size:
             raise ValueError(f"the data set holds {len(inputs)} examples, fewer than a "
                              f"minibatch of {batch_size}")
@@ -69,12 +91,22 @@ class ModuleTask(Task):
         self.inputs, self.targets = inputs, targets
         self.loss_fn = loss
         self.batch_size, self.steps, self.name = batch_size, steps, name
+        self.heldout, self.eval_examples = heldout, eval_examples
         self._data: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self._heldout: dict[torch.device, tuple[Tensor, Tensor]] = {}
         self._templates: dict[torch.device, nn.Module] = {}
 
     def __repr__(self) -> str:
         return (f"ModuleTask({type(self.template).__name__}, examples={len(self.inputs)}, "
                 f"coords={self.num_coords}, batch_size={self.batch_size}, steps={self.steps})")
+
+    def describe(self) -> dict:
+        """The task's settings and the sizes of its data (for ``results.json``)."""
+        return {"name": self.name, "module": type(self.template).__name__,
+                "coords": self.num_coords, "examples": len(self.inputs),
+                "heldout_examples": 0 if self.heldout is None else len(self.heldout[0]),
+                "eval_examples": self.eval_examples, "steps": self.steps,
+                "batch_size": self.batch_size}
 
     def sample(self, num_problems: int, generator: torch.Generator,
                device: torch.device | str = "cpu") -> Problems:
@@ -102,23 +134,60 @@ class ModuleTask(Task):
         return {name: chunk.reshape(params.shape[0], *shape)
                 for name, chunk, shape in zip(self.names, chunks, self.shapes, strict=True)}
 
+    def _data_on(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        if device not in self._data:
+            self._data[device] = (self.inputs.to(device), self.targets.to(device))
+        return self._data[device]
+
+    def _template_on(self, device: torch.device) -> nn.Module:
+        template = self._templates.get(device)
+        if template is None:  # its buffers (if any) where the parameters are
+            template = copy.deepcopy(self.template).to(device)
+            self._templates[device] = template
+        return template
+
     def minibatch(self, problems: Problems, step: int) -> tuple[Tensor, Tensor]:
         """Inputs ``(batch, batch_size, ...)`` and targets of ``step`` for every problem."""
         index = minibatch_indices(problems, step, "ModuleTask")
-        device = index.device
-        if device not in self._data:
-            self._data[device] = (self.inputs.to(device), self.targets.to(device))
-        inputs, targets = self._data[device]
+        inputs, targets = self._data_on(index.device)
         return inputs[index], targets[index]
 
     def loss(self, params: Tensor, problems: Problems, step: int) -> Tensor:
         x, y = self.minibatch(problems, step)
-        template = self._templates.get(params.device)
-        if template is None:  # its buffers (if any) where the parameters are
-            template = copy.deepcopy(self.template).to(params.device)
-            self._templates[params.device] = template
+        template = self._template_on(params.device)
 
         def one(weights: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
             return self.loss_fn(functional_call(template, weights, (x,)), y)
 
         return vmap(one)(self.unpack(params), x, y)
+
+    def final_losses(self, params: Tensor, problems: Problems) -> dict[str, Tensor]:
+        """Detached losses ``(batch,)`` of every problem on the first ``eval_examples``
+        examples of the training data (``"train"``) and of the held-out data (``"heldout"``,
+        where the task has some). The same examples for every problem; run in chunks of
+        examples (the loss must be a mean over the examples)."""
+        device = params.device
+        with torch.no_grad():
+            losses = {"train": self._score(params.detach(), *self._data_on(device))}
+            if self.heldout is not None:
+                if device not in self._heldout:
+                    self._heldout[device] = (self.heldout[0].to(device),
+                                             self.heldout[1].to(device))
+                losses["heldout"] = self._score(params.detach(), *self._heldout[device])
+        return losses
+
+    def _score(self, params: Tensor, inputs: Tensor, targets: Tensor) -> Tensor:
+        template = self._template_on(params.device)
+        weights = self.unpack(params)
+        count = min(self.eval_examples, len(inputs))
+        chunk = max(1, EVAL_CHUNK // params.shape[0])
+
+        def one(weights: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+            return self.loss_fn(functional_call(template, weights, (x,)), y)
+
+        score = vmap(one, in_dims=(0, None, None))
+        total = params.new_zeros(params.shape[0])
+        for start in range(0, count, chunk):
+            stop = min(start + chunk, count)
+            total += score(weights, inputs[start:stop], targets[start:stop]) * (stop - start)
+        return total / count

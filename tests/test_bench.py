@@ -1,0 +1,218 @@
+"""The held-out suite: its file, the check that keeps its tasks out of meta-training, the bench
+command (tuning, cells that are reused, divergence counted), the claim it decides, and the
+step-cost measurement."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from phys_l2o import build
+from phys_l2o.bench import (
+    SuiteError,
+    check_not_heldout,
+    load_suite,
+    parse_suite,
+    step_costs,
+)
+from phys_l2o.bench.speed import default_factories
+from phys_l2o.cli import main
+from phys_l2o.experiments.claims import FAILS, HOLDS, UNDECIDED, heldout_claim
+from phys_l2o.optim import pretrained_info, pretrained_names
+
+#: the task each shipped optimizer was meta-trained on, as its manifest names it.
+TRAINING_TASKS = {"quadratic": {"type": "quadratic", "dim": 10},
+                  "mnist": {"type": "mnist", "activation": "sigmoid", "hidden": 20}}
+
+
+def test_the_heldout_suite_has_ten_tasks_of_five_families_with_tuning_and_seeds():
+    suite = load_suite("heldout")
+    families = {t.spec["type"] for t in suite.tasks}
+    assert len(suite.tasks) >= 10 and len(families) >= 5
+    assert suite.seeds >= 5 and suite.tuning_seeds >= 1
+    assert len(suite.grid) >= 7 and set(suite.baselines) >= {"adam", "sgd", "rmsprop"}
+    assert suite.reference == "adam"
+    assert {"type": "adam", "lr": 1e-3} in suite.untuned.values()
+    specs = {t.name: t.spec for t in suite.tasks}
+    assert any(s["type"] == "mnist-cnn" for s in specs.values())
+    assert any(s["type"] == "mnist-mlp" and s.get("depth", 1) >= 3
+               and s.get("activation") == "relu" for s in specs.values())
+
+
+def test_the_suite_tasks_without_mnist_build_and_sample():
+    suite = load_suite("heldout")
+    from phys_l2o.bench.suite import build_suite_task
+
+    for held in suite.tasks:
+        if held.spec["type"].startswith("mnist"):
+            continue
+        task = build_suite_task(held)
+        problems = task.sample(2, torch.Generator().manual_seed(0))
+        params = task.init_params(problems)
+        loss, grad = task.loss_and_grad(params, problems, 0)
+        assert loss.shape == (2,) and grad.shape == params.shape
+        assert task.final_losses(params, problems)["train"].shape == (2,)
+
+
+def test_no_shipped_optimizer_was_meta_trained_on_a_heldout_task():
+    trained_on = {pretrained_info(name)["task"] for name in pretrained_names()}
+    assert trained_on <= set(TRAINING_TASKS)
+    for task in trained_on:
+        check_not_heldout(TRAINING_TASKS[task])  # does not raise
+
+
+def test_heldout_tasks_are_refused_as_meta_training_tasks_whatever_their_steps():
+    suite = load_suite("heldout")
+    for held in suite.tasks:
+        with pytest.raises(SuiteError, match=held.name):
+            check_not_heldout(held.spec)
+        with pytest.raises(SuiteError, match="held-out"):
+            check_not_heldout({**held.spec, "steps": 7, "batch_size": 3}
+                              if "batch_size" in held.spec else held.spec)
+    task = build({"type": "quadratic", "dim": 50}, "task")  # an object, not a spec
+    with pytest.raises(SuiteError, match="quadratic-50d"):
+        check_not_heldout(task)
+    check_not_heldout({"type": "quadratic", "dim": 49})
+    from phys_l2o import ModuleTask
+
+    check_not_heldout(ModuleTask(lambda: torch.nn.Linear(4, 3), torch.randn(16, 4),
+                                 torch.randint(0, 3, (16,)), batch_size=4, steps=3))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": 1}, "unknown keys"),
+    ({"tuning": {"grid": [0.1]}}, "at least 2"),
+    ({"tuning": {"grid": [0.1, -1.0]}}, "positive"),
+    ({"tuning": {"baselines": ["adamw"]}}, "not a baseline"),
+    ({"reference": "sgd", "tuning": {"baselines": ["adam"]}}, "reference"),
+    ({"tasks": {"a": {"type": "no-such-task"}}}, "no-such-task"),
+    ({"tasks": {"a": {"type": "quadratic", "steps": 0}}}, "steps"),
+    ({"tasks": {}}, "at least one task"),
+    ({"seeds": 0}, "seeds"),
+])
+def test_bad_suite_files_are_refused_with_the_reason(change, message):
+    data = {"name": "s", "tasks": {"q": {"type": "quadratic", "dim": 3}}, **change}
+    with pytest.raises(SuiteError, match=message):
+        parse_suite(data, "s.toml")
+
+
+def test_an_unknown_suite_is_refused(tmp_path):
+    with pytest.raises(SuiteError, match="heldout"):
+        load_suite("no-such-suite")
+
+
+TINY = """
+name = "tiny"
+description = "two small quadratics"
+seeds = 3
+tuning_seeds = 2
+[tuning]
+baselines = ["adam", "sgd", "rmsprop"]
+grid = [1e-3, 1e-2, 0.1, 1.0]
+[untuned]
+adam-1e-3 = { type = "adam", lr = 1e-3 }
+sgd-huge = { type = "sgd", lr = 10.0 }
+[tasks.cond]
+type = "conditioned-quadratic"
+dim = 5
+condition = 10.0
+steps = STEPS
+[tasks.q3]
+type = "quadratic"
+dim = 3
+steps = 15
+"""
+
+
+def _bench(tmp_path, capsys, steps=20, extra=()):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY.replace("STEPS", str(steps)))
+    out = tmp_path / "out"
+    code = main(["bench", str(suite), "--optimizers", "hnn-quadratic", "--out", str(out),
+                 "--no-speed", "--no-progress", *extra])
+    return code, out, capsys.readouterr().out
+
+
+def test_bench_scores_every_method_counts_divergence_and_reuses_its_cells(tmp_path, capsys):
+    code, out, printed = _bench(tmp_path, capsys)
+    assert code == 0
+    # 2 tasks x (3 baselines x (4 learning rates + 1) + 3 other methods)
+    assert "36 cells computed, 0 reused" in printed
+    results = json.loads((out / "results.json").read_text())
+    methods = results["methods"]
+    assert set(methods) == {"adam", "sgd", "rmsprop", "adam-1e-3", "sgd-huge", "hnn-quadratic"}
+    for task in ("cond", "q3"):  # the reference scores 0 on average, by definition
+        assert methods["adam"]["tasks"][task]["score"] == pytest.approx(0, abs=1e-12)
+        assert results["tuned"][task]["adam"]["lr"] in (1e-3, 1e-2, 0.1, 1.0)
+    huge = methods["sgd-huge"]
+    assert huge["diverged"] == huge["runs"] == 6  # every run, counted, none dropped
+    assert all(np.isfinite(huge["tasks"][t]["scores"]).all() and len(
+        huge["tasks"][t]["scores"]) == 3 for t in ("cond", "q3"))
+    assert huge["train"]["iqm"] > methods["adam"]["train"]["iqm"]
+    assert "6 of 6" in (out / "results.md").read_text()
+    assert (out / "profile.png").stat().st_size > 0
+
+    code, _, printed = _bench(tmp_path, capsys)  # the same run again: nothing to compute
+    assert code == 0 and "0 cells computed, 36 reused" in printed
+    assert json.loads((out / "results.json").read_text())["methods"] == methods
+
+    code, _, printed = _bench(tmp_path, capsys, steps=25)  # one task changed: its cells only
+    assert code == 0 and "18 cells computed, 18 reused" in printed
+
+
+def test_tuning_never_uses_the_evaluation_problems(tmp_path, capsys):
+    _, out, _ = _bench(tmp_path, capsys)
+    tuning = json.loads((out / "tuning" / "q3" / "adam-lr-1e-2.json").read_text())
+    cell = json.loads((out / "cells" / "q3" / "adam.json").read_text())
+    assert tuning["key"]["stream"] != cell["key"]["stream"]
+    assert tuning["initial"] != cell["initial"][:2]
+
+
+def test_bench_refuses_an_unknown_optimizer_and_a_sweep_folder(tmp_path, capsys):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY.replace("STEPS", "5"))
+    assert main(["bench", str(suite), "--optimizers", "nope.pt", "--out",
+                 str(tmp_path / "o"), "--no-speed"]) == 2
+    assert "neither a pretrained optimizer" in capsys.readouterr().err
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text("{}")
+    assert main(["bench", str(suite), "--out", str(tmp_path / "sweep"), "--no-speed"]) == 2
+    assert "sweep" in capsys.readouterr().err
+
+
+def _fake_results(tmp_path, hnn: float, lstm: float):
+    def method(value):
+        return {"tasks": {f"t{k}": {"scores": list(value + 0.01 * np.arange(5) * (k - 2))}
+                          for k in range(6)}}
+
+    results = {"suite": {"seeds": 5}, "methods": {"hnn-mnist": method(hnn),
+                                                  "lstm-mnist": method(lstm)}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    return tmp_path
+
+
+def test_the_heldout_claim_is_decided_by_the_interval_of_the_iqm_difference(tmp_path):
+    def verdict(hnn, lstm):
+        return heldout_claim(_fake_results(tmp_path, hnn, lstm), "hnn-mnist", "lstm-mnist")
+
+    assert verdict(-1.0, 1.0)[0] == HOLDS
+    assert verdict(1.0, -1.0)[0] == FAILS
+    assert verdict(0.0, 0.0)[0] == UNDECIDED
+    evidence = verdict(-1.0, 1.0)[1]
+    assert "hnn-mnist - lstm-mnist -2" in evidence and "6 tasks x 5 seeds" in evidence
+    with pytest.raises(KeyError):
+        heldout_claim(tmp_path, "hnn-quadratic", "lstm-quadratic")
+
+
+def test_step_costs_report_time_and_the_state_adam_keeps():
+    costs = step_costs(default_factories([("hnn-mnist", "hnn-mnist")]), steps=1,
+                       widths=(8, 16, 4))
+    params = 8 * 16 + 16 + 16 * 4 + 4
+    assert set(costs) == {"Adam", "SGD+momentum", "hnn-mnist"}
+    assert all(c["params"] == params and c["step_ms"] > 0 for c in costs.values())
+    adam = costs["Adam"]["state_bytes"]
+    assert 2 * 4 * params <= adam <= 2 * 4 * params + 8 * 4  # two moments, a step per tensor
+    assert costs["SGD+momentum"]["state_bytes"] == 4 * params
