@@ -40,6 +40,7 @@ Names are unique across kinds, so a spec's ``type`` alone says what it is. The k
 | ``optimizer`` | a learned optimizer (meta-trainable weights) |
 | ``baseline`` | a hand-designed optimizer (``torch.optim``) |
 | ``task`` | a family of problems, sampled as a batch |
+| ``estimator`` | how a meta-training trajectory becomes meta-updates (evolution strategies) |
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ KINDS: dict[str, str] = {
     "optimizer": "learned optimizer",
     "baseline": "baseline optimizer",
     "task": "task",
+    "estimator": "meta-gradient estimator",
 }
 
 _ENTRIES: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
@@ -196,7 +198,7 @@ def _check_assignment(obj: Any, name: str, value: Any) -> None:
 
 #: the modules that register the built-in kinds (imported on the first look-up).
 BUILTIN_MODULES = ("phys_l2o.physics", "phys_l2o.integrators", "phys_l2o.optimizers",
-                   "phys_l2o.tasks")
+                   "phys_l2o.tasks", "phys_l2o.meta.es")
 
 
 def _load_builtins() -> None:

@@ -11,14 +11,8 @@ import pytest
 import torch
 
 from phys_l2o import build
-from phys_l2o.bench import (
-    SuiteError,
-    check_not_heldout,
-    load_suite,
-    parse_suite,
-    step_costs,
-)
-from phys_l2o.bench.speed import default_factories
+from phys_l2o.bench import SuiteError, check_not_heldout, load_suite, parse_suite
+from phys_l2o.bench.speed import default_factories, step_costs
 from phys_l2o.cli import main
 from phys_l2o.experiments.claims import FAILS, HOLDS, UNDECIDED, heldout_claim
 from phys_l2o.optim import pretrained_info, pretrained_names

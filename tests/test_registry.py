@@ -94,7 +94,20 @@ def behaviour(obj, kind: str) -> list:
             for _ in range(2):
                 params, state = advance(obj, params, grad, state)
         return [params]
+    if kind == "estimator":
+        grads = []
+
+        class Recorder:
+            def gradients(self, g):
+                grads.append([x for x in g if x is not None])
+                return True
+
+        task = phys_l2o.QuadraticTask(dim=3)
+        obj.trajectory(phys_l2o.HNN(), task, task.sample(2, torch.Generator().manual_seed(3)),
+                       4, Recorder())
+        return [x for gs in grads for x in gs]
     if kind == "task":
+        obj = obj.draw(torch.Generator().manual_seed(4))  # a distribution: one of its tasks
         problems = obj.sample(2, torch.Generator().manual_seed(3))
         params = obj.init_params(problems)
         return [params, obj.loss(params, problems, 0)]

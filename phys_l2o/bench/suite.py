@@ -18,6 +18,7 @@ from typing import Any
 
 from ..config import load_toml
 from ..registry import Spec, as_spec, lookup, registered, spec_of
+from ..tasks.base import build_task
 
 #: the suites shipped with the package, by name.
 SUITES = {"heldout": "heldout.toml"}
@@ -211,8 +212,6 @@ def check_not_heldout(task: Any, suite: Suite | None = None) -> None:
 
 def build_suite_task(task: SuiteTask, **context: Any):
     """Build a suite task where it runs (``data_root``, ``device``, ``download``)."""
-    from ..experiments.training import build_task
-
     return build_task(task.spec, task.steps, **context)
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..checks import check_output_dir
 from ..config import load_toml
 from ..experiments.protocols import variant_under
-from ..registry import Spec, as_spec, build, lookup, registered
+from ..registry import Spec, as_spec, build, lookup, registered, spec_of
 from .parser import CONFIG_TABLES
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def make_task(spec: Spec | str, args: argparse.Namespace, device, steps: int):
     """Build a task spec where it runs (data folder, device), holding ``steps`` steps."""
-    from ..experiments.training import build_task
+    from ..tasks.base import build_task
 
     task = build_task(as_spec(spec), steps, data_root=args.data_root, device=device)
     note = getattr(task, "data_note", None)
@@ -181,12 +181,15 @@ def train_on(args: argparse.Namespace, argv: list[str], ranks, device) -> int:
                                      **{k: v for k, v in flags.items() if v is not None}})
     except TypeError as error:
         raise ValueError(f"bad [schedule] in {args.config}: {error}") from None
+    estimator = None
+    if "estimator" in config:
+        estimator = build(config["estimator"], "estimator")
     task = make_task(task_spec, args, device, schedule.steps)
     try:
         trained = train_variant(spec, task, schedule, seed=args.seed, device=device,
                                 compile=args.compile, state_path=state_path,
                                 state_every=args.state_every, resume=args.resume, ranks=ranks,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, estimator=estimator)
     except MetaTrainingInterrupted as error:
         return interrupted(error, argv)
     if trained.diverged is not None:
@@ -206,7 +209,10 @@ def train_on(args: argparse.Namespace, argv: list[str], ranks, device) -> int:
               f"out_mul, or train longer; nothing was written to {args.out} "
               "(--allow-untrained writes the untrained weights)", file=sys.stderr)
         return 1
-    save_checkpoint(args.out, trained.optimizer, task=task_name, seed=args.seed,
+    extra = {} if estimator is None else {"estimator": spec_of(estimator)}
+    if task_spec != {"type": task_name}:
+        extra["task_spec"] = spec_of(task)
+    save_checkpoint(args.out, trained.optimizer, task=task_name, seed=args.seed, **extra,
                     protocol=args.protocol, schedule=schedule.to_dict(),
                     best_epoch=result.best_epoch, best_validation=result.best_validation,
                     diverged_trajectories=result.skipped_updates)
@@ -291,14 +297,10 @@ def cmd_claims(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
     import dataclasses
 
-    from ..bench import (
-        default_factories,
-        load_suite,
-        run_suite,
-        step_costs,
-        suite_methods,
-        write_report,
-    )
+    from ..bench import load_suite
+    from ..bench.report import write_report
+    from ..bench.run import run_suite, suite_methods
+    from ..bench.speed import default_factories, step_costs
     from ..pretrained import pretrained_names
     from ..reporting.results import provenance
     from ..seeding import resolve_device

@@ -14,7 +14,7 @@ from ..registry import registered
 
 DEVICES = ("auto", "cpu", "cuda")
 #: the tables a config file of `phys-l2o train --config` may hold.
-CONFIG_TABLES = ("optimizer", "task", "schedule")
+CONFIG_TABLES = ("optimizer", "task", "schedule", "estimator")
 
 
 def integer_at_least(minimum: int, what: str):
@@ -180,8 +180,10 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                             "settings (default: hnn)")
     which.add_argument("--config", type=Path, default=None,
                        help="a TOML file: an [optimizer] table (a spec, as phys_l2o.spec_of "
-                            "gives it), optionally a [task] table (a task spec) and a "
-                            "[schedule] table (overrides of the budget's schedule)")
+                            "gives it), optionally a [task] table (a task spec: a mixture of "
+                            "tasks too), a [schedule] table (overrides of the budget's "
+                            "schedule) and an [estimator] table (es, pes; default: truncated "
+                            "backpropagation)")
     tr.add_argument("--task", choices=sorted(registered("task")), default=None,
                     help="the task to meta-train on (default: quadratic, or the config's "
                          "[task])")

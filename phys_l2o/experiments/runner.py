@@ -27,13 +27,14 @@ from ..optimizers.base import Optimizer
 from ..registry import as_spec, build
 from ..reporting.results import as_losses, losses_record, provenance
 from ..seeding import make_generator, resolve_device
+from ..tasks.base import build_task
 from .folder import FORMAT
 from .paper import paper_sweep
 from .plan import Plan, make_plan
 from .protocols import reported_index
 from .report import write_reports
 from .spec import Cell, Sweep, SweepError, load_sweep
-from .training import build_task, train_variant
+from .training import train_variant
 
 
 class Runner:

@@ -1,10 +1,10 @@
 """Meta-training one variant: the one path that ``phys-l2o train`` and every learned cell of a
-sweep take (``train_variant``), the one rule for when to compile (``use_compile``), and how a
-spec is built where it runs (``build_seeded``, ``build_task``)."""
+sweep take (``train_variant``), the one rule for when to compile (``use_compile``), and how an
+optimizer spec is built with seeded weights (``build_seeded``; a task spec is built where it
+runs by ``phys_l2o.tasks.base.build_task``)."""
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Mapping
@@ -15,7 +15,7 @@ import torch
 
 from ..meta import MetaTrainingDiverged, Schedule, TrainResult, meta_train
 from ..optimizers.base import CompiledOptimizer, LearnedOptimizer, compile_available
-from ..registry import Spec, as_spec, build, lookup
+from ..registry import Spec, build
 from ..seeding import derive_seed
 from ..tasks.base import Task
 
@@ -45,16 +45,6 @@ def build_seeded(spec: Spec, seed: int, stream: str) -> LearnedOptimizer:
         return build(spec, "optimizer")
 
 
-def build_task(spec: Spec | str, steps: int, **context: Any) -> Task:
-    """Build a task spec where it runs (``data_root``, ``device``), for runs of ``steps`` steps
-    where the task takes a step count (MNIST precomputes its minibatch order)."""
-    spec = as_spec(spec)
-    cls = lookup(spec["type"], "task")
-    if "steps" in inspect.signature(cls.__init__).parameters and "steps" not in spec:
-        spec["steps"] = steps
-    return build(spec, "task", **context)
-
-
 @dataclass
 class Trained:
     """A meta-trained variant.
@@ -77,7 +67,8 @@ def train_variant(spec: Spec, task: Task, schedule: Schedule, *, seed: int,
                   device: torch.device | str = "cpu", compile: bool | None = None,
                   state_path: str | os.PathLike | None = None, resume: bool = False,
                   state_every: int = 1, monitors: Mapping[str, Task] | None = None,
-                  ranks: Any = None, progress: bool = False) -> Trained:
+                  ranks: Any = None, progress: bool = False,
+                  estimator: Any = None) -> Trained:
     """Meta-train a fresh optimizer of ``spec`` (its weights drawn from ``seed``) on ``task``.
 
     The weights start from the seed's ``init-<type>`` stream and meta-training uses ``seed``,
@@ -102,7 +93,8 @@ def train_variant(spec: Spec, task: Task, schedule: Schedule, *, seed: int,
     try:
         result = meta_train(optimizer, task, schedule, seed=seed, device=device,
                             progress=progress, state_path=state_path, state_every=state_every,
-                            resume=resume, monitors=monitors, ranks=ranks, compile=compiled)
+                            resume=resume, monitors=monitors, ranks=ranks, compile=compiled,
+                            estimator=estimator)
     except MetaTrainingDiverged as error:  # the optimizer holds the best weights before
         result, diverged = error.result, error
     earlier = max(0.0, result.seconds - (time.perf_counter() - began))

@@ -3,6 +3,7 @@ on shared test problems, statistics, checkpoints."""
 
 from .callbacks import Callback, Checkpointing, DivergenceCheck, Monitors, Progress
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .es import PES, EvolutionStrategies, Population
 from .estimators import GradientEstimator, MetaStep, TruncatedBPTT
 from .evaluate import compare, evaluate
 from .rollout import rollout
@@ -15,12 +16,15 @@ __all__ = [
     "CheckpointError",
     "Checkpointing",
     "DivergenceCheck",
+    "EvolutionStrategies",
     "GradientEstimator",
     "MetaStep",
     "MetaTrainer",
     "MetaTrainingDiverged",
     "MetaTrainingInterrupted",
     "Monitors",
+    "PES",
+    "Population",
     "Progress",
     "Schedule",
     "TrainResult",

@@ -32,7 +32,10 @@ from torch import Tensor
 from ..optimizers.base import Optimizer, advance, detach_state
 from ..parallel import Ranks
 from ..tasks.base import Problems, Task
-from .state import WINDOWS, TrainState
+from .state import OBJECTIVES, WINDOWS, TrainState
+
+#: the smallest loss the log-ratio objective takes the log of (a loss of 0 would be -inf).
+TINY = 1e-30
 
 
 class MetaStep:
@@ -98,33 +101,40 @@ class TruncatedBPTT(GradientEstimator):
         unroll: steps per truncation; each ends in one meta-step.
         window: which losses a truncation sums: ``"after"`` each update (default) or
             ``"before"`` (the original code's window, shifted by one step).
+        objective: what it sums per step: the loss (``None`` or ``"loss"``) or its log
+            ratio to the problem's initial loss (``"log-ratio"``; see ``Schedule``).
     """
 
-    def __init__(self, unroll: int, window: str = "after") -> None:
+    def __init__(self, unroll: int, window: str = "after", objective: str | None = None) -> None:
         if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
             raise ValueError(f"meta-training needs a truncation length >= 1, got {unroll}")
         if window not in WINDOWS:
             raise ValueError(f"window must be one of {list(WINDOWS)}, got {window!r}")
-        self.unroll, self.window = unroll, window
+        if objective not in (None, *OBJECTIVES):
+            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+        self.unroll, self.window, self.objective = unroll, window, objective
 
     def __repr__(self) -> str:
-        return f"TruncatedBPTT(unroll={self.unroll}, window={self.window!r})"
+        return (f"TruncatedBPTT(unroll={self.unroll}, window={self.window!r}, "
+                f"objective={self.objective!r})")
 
     def trajectory(self, optimizer: Optimizer, task: Task, problems: Problems, steps: int,
                    meta_step: MetaStep) -> None:
         truncated_rollout(optimizer, task, problems, steps, self.unroll, meta_step.loss,
-                          window=self.window)
+                          window=self.window, objective=self.objective)
 
 
 def truncated_rollout(optimizer: Optimizer, task: Task, problems: Problems, steps: int,
                       unroll: int, meta_step: Callable[[Tensor], bool], *,
-                      window: str = "after", scale: float | None = None) -> Tensor:
+                      window: str = "after", scale: float | None = None,
+                      objective: str | None = None) -> Tensor:
     """Run ``steps`` steps, handing each truncation's meta-loss to ``meta_step``.
 
     Each truncation of ``unroll`` steps (the last may be shorter) sums, over its steps, the
-    mean loss over problems (eq. 3), hands it to ``meta_step`` with its graph, then detaches
-    parameters and optimizer state. ``meta_step`` returns ``False`` to stop the run early (a
-    diverged meta-loss).
+    mean loss over problems (eq. 3; with ``objective="log-ratio"`` the mean of
+    ``log(loss / initial loss)``, the initial loss a constant), hands it to ``meta_step``
+    with its graph, then detaches parameters and optimizer state. ``meta_step`` returns
+    ``False`` to stop the run early (a diverged meta-loss).
 
     Returns:
         The detached losses ``(batch, steps)`` reached: ``F(theta_1) ... F(theta_t)``.
@@ -138,6 +148,7 @@ def truncated_rollout(optimizer: Optimizer, task: Task, problems: Problems, step
     params = task.init_params(problems)
     state = optimizer.init_state(params, task.segments)
     loss, grad = task.loss_and_grad(params, problems, 0)
+    initial = loss.detach().clamp_min(TINY) if objective == "log-ratio" else None
     curve = []
     total: Tensor | None = None
     for t in range(1, steps + 1):
@@ -145,7 +156,10 @@ def truncated_rollout(optimizer: Optimizer, task: Task, problems: Problems, step
         params, state = advance(optimizer, params, grad, state, scale)
         loss, grad = task.loss_and_grad(params, problems, t)
         curve.append(loss.detach())
-        term = (loss if window == "after" else before).mean()
+        term = loss if window == "after" else before
+        if initial is not None:
+            term = torch.log(term.clamp_min(TINY) / initial)
+        term = term.mean()
         total = term if total is None else total + term
         if t % unroll == 0 or t == steps:
             if not meta_step(total):

@@ -32,6 +32,8 @@ STATE_FORMAT = "phys-l2o-training-state/1"
 
 #: the truncation windows: which losses a truncation sums (see ``TruncatedBPTT``).
 WINDOWS = ("after", "before")
+#: the meta-objectives: what a truncation sums per step (see ``TruncatedBPTT``).
+OBJECTIVES = ("loss", "log-ratio")
 
 
 @dataclass
@@ -39,6 +41,13 @@ class Schedule:
     """How long and how a learned optimizer is meta-trained.
 
     The defaults are the paper's quadratic schedule for the HNN.
+
+    ``objective`` is what a truncation sums per step, and what validation measures at the
+    last step: the loss, averaged over problems (``None`` or ``"loss"``: the paper's), or
+    ``"log-ratio"``, the log of the loss over the problem's initial loss, which does not
+    depend on a task's scale of losses (for meta-training over a mixture of tasks, whose
+    losses differ by orders of magnitude: a task with large losses would otherwise decide
+    every meta-gradient).
 
     ``loss_window`` and ``validation_pool`` choose between this project's protocol and the
     original code's (``phys_l2o.experiments.protocols``): which losses a truncation sums
@@ -56,6 +65,7 @@ class Schedule:
     validation_problems: int = 50
     loss_window: str = "after"
     validation_pool: str | None = None
+    objective: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "trajectories", "meta_batch", "steps", "unroll",
@@ -65,6 +75,9 @@ class Schedule:
         if self.loss_window not in WINDOWS:
             raise ValueError(f"loss_window must be one of {list(WINDOWS)}, got "
                              f"{self.loss_window!r}")
+        if self.objective not in (None, *OBJECTIVES):
+            raise ValueError(f"objective must be one of {list(OBJECTIVES)} or left out, got "
+                             f"{self.objective!r}")
         if self.validation_pool not in (None, "train", "test"):
             raise ValueError(f"validation_pool must be 'train', 'test' or left out, got "
                              f"{self.validation_pool!r}")

@@ -4,11 +4,12 @@
 task, the schedule, the validation problems, the estimator, the callbacks, the ranks);
 ``init`` gives the first ``TrainState`` (the untrained weights validated as epoch 0) or the
 one of a saved payload, and ``epoch`` moves a state by one epoch: ``trajectories``
-trajectories, each a fresh meta-batch drawn from the state's generator and handed to the
-estimator (``TruncatedBPTT`` by default), then the mean final-step loss on the fixed
-validation problems, which decides whether the weights are the best so far. ``run`` calls
-``epoch`` until the schedule ends, telling the callbacks (progress, monitors, divergence,
-training states: ``callbacks.py``).
+trajectories, each a fresh meta-batch drawn from the state's generator (of the task the
+trajectory draws, when the task is a distribution over tasks) and handed to the estimator
+(``TruncatedBPTT`` by default), then the mean final-step loss (or the schedule's objective)
+on the fixed validation problems, which decides whether the weights are the best so far.
+``run`` calls ``epoch`` until the schedule ends, telling the callbacks (progress, monitors,
+divergence, training states: ``callbacks.py``).
 
 ``meta_train`` is the convenience shared by the command line, the sweeps and the tutorial:
 it builds the trainer and its usual callbacks, resumes or starts, runs, and hands the
@@ -27,10 +28,12 @@ import torch
 from ..checks import positive_int
 from ..optimizers.base import CompiledOptimizer, LearnedOptimizer, Optimizer
 from ..parallel import Ranks
+from ..registry import build_part, copy_with
 from ..seeding import make_generator
+from ..tasks.augment import AugmentedTask
 from ..tasks.base import Problems, Task, select
 from .callbacks import Callback, Checkpointing, DivergenceCheck, Monitors, Progress
-from .estimators import GradientEstimator, MetaStep, TruncatedBPTT
+from .estimators import TINY, GradientEstimator, MetaStep, TruncatedBPTT
 from .evaluate import evaluate
 from .state import (
     MetaTrainingDiverged,
@@ -47,14 +50,20 @@ __all__ = ["MetaTrainer", "meta_train", "validation_loss"]
 
 
 def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps: int,
-                    ranks: Ranks | None = None) -> float:
-    """Mean final-step loss on the validation problems (``inf`` if any diverged); with several
+                    ranks: Ranks | None = None, objective: str | None = None) -> float:
+    """Mean final-step loss on the validation problems (``inf`` if any diverged); with
+    ``objective="log-ratio"``, the mean of ``log(final loss / initial loss)``. With several
     ``ranks``, each evaluates its share of the problems."""
     ranks = Ranks() if ranks is None else ranks
     first = next(iter(problems.values()))
     count, mine = len(first), ranks.shard(len(first))
     if mine.stop > mine.start:
-        total = evaluate(optimizer, task, select(problems, mine), steps)[:, -1].sum()
+        share = select(problems, mine)
+        final = evaluate(optimizer, task, share, steps)[:, -1]
+        if objective == "log-ratio":
+            initial, _ = task.loss_and_grad(task.init_params(share), share, 0)
+            final = torch.log(final.clamp_min(TINY) / initial.clamp_min(TINY))
+        total = final.sum()
     else:  # more ranks than problems: this one has none
         total = torch.zeros((), device=first.device)
     value = float(ranks.sum(total)) / count
@@ -72,11 +81,19 @@ class MetaTrainer:
         seed: the master seed of the training and validation problems.
         device: where the problems and the optimizer live.
         estimator: turns a trajectory into meta-updates (default:
-            ``TruncatedBPTT(schedule.unroll, schedule.loss_window)``).
+            ``TruncatedBPTT(schedule.unroll, schedule.loss_window, schedule.objective)``); one
+            whose objective is left out takes the schedule's.
         callbacks: the parts of the loop, told of its moments in this order.
         ranks: this process's place in a data-parallel run (see ``meta_train``).
         compile: roll out (training and validation) with one ``optimizer.compiled()``
             wrapper, so that its compiled code is reused across epochs.
+
+    A task may be a distribution over tasks (``TaskMixture``): each trajectory draws its task
+    (and, for an augmented task, its horizon) from the state's generator, and validation is
+    the mean over the mixture's tasks, each on its own fixed problems.
+
+    Raises:
+        SuiteError: the task is, or holds, a task of the held-out suite (``refuse_heldout``).
     """
 
     def __init__(self, optimizer: LearnedOptimizer, task: Task, schedule: Schedule, *,
@@ -93,10 +110,18 @@ class MetaTrainer:
         self.seed, self.device = seed, device
         self.runner: LearnedOptimizer | CompiledOptimizer = \
             optimizer.compiled() if compile else optimizer
-        self.estimator = TruncatedBPTT(schedule.unroll, schedule.loss_window) \
-            if estimator is None else estimator
+        if estimator is None:
+            estimator = TruncatedBPTT(schedule.unroll, schedule.loss_window, schedule.objective)
+        elif getattr(estimator, "objective", "") is None and schedule.objective is not None:
+            estimator = copy_with(estimator, objective=schedule.objective)  # the schedule's
+        self.estimator = estimator
         self.callbacks = list(callbacks)
-        self.validation_task, self.validation = self.validation_set(task, "validation")
+        refuse_heldout(task)
+        #: one validation set per task a trajectory may run on (a mixture's tasks; the
+        #: first, and for one task the only, from the stream of a single task's run)
+        self.validation = [self.validation_set(t, "validation" if k == 0 else
+                                               f"validation-{k}")
+                           for k, t in enumerate(task.components())]
         for callback in self.callbacks:
             callback.setup(self)
 
@@ -109,8 +134,10 @@ class MetaTrainer:
                                  make_generator(self.seed, stream), self.device)
 
     def validate(self, task: Task, problems: Problems) -> float:
-        """``validation_loss`` of the current weights on ``problems`` of ``task``."""
-        return validation_loss(self.runner, task, problems, self.schedule.steps, self.ranks)
+        """``validation_loss`` of the current weights on ``problems`` of ``task`` (the
+        schedule's objective)."""
+        return validation_loss(self.runner, task, problems, self.schedule.steps, self.ranks,
+                               self.schedule.objective)
 
     def init(self, payload: dict | None = None) -> TrainState:
         """The first state: the untrained weights validated as epoch 0, or, from a payload
@@ -130,11 +157,13 @@ class MetaTrainer:
         schedule, meta_step = self.schedule, MetaStep(state, self.ranks)
         share = self.ranks.shard(schedule.meta_batch)
         for _ in range(schedule.trajectories):
-            problems = self.task.sample(schedule.meta_batch, state.generator, self.device)
+            # a mixture draws its task, an augmented task its horizon; a task draws neither
+            task = self.task.draw(state.generator)
+            steps = task.horizon_steps(state.generator, schedule.steps)
+            problems = task.sample(schedule.meta_batch, state.generator, self.device)
             if self.ranks.world > 1:
                 problems = select(problems, share)
-            self.estimator.trajectory(self.runner, self.task, problems, schedule.steps,
-                                      meta_step)
+            self.estimator.trajectory(self.runner, task, problems, steps, meta_step)
             for callback in self.callbacks:
                 callback.on_trajectory(self, state)
         record = self._validated(state, state.epoch + 1)
@@ -161,7 +190,8 @@ class MetaTrainer:
     def _validated(self, state: TrainState, epoch: int) -> dict:
         """The history entry of the weights after ``epoch`` (the callbacks add to it); they
         are kept if they are the best so far."""
-        value = self.validate(self.validation_task, self.validation)
+        values = [self.validate(task, problems) for task, problems in self.validation]
+        value = sum(values) / len(values)
         record = {"epoch": epoch, "validation": value}
         for callback in self.callbacks:
             callback.on_validation(self, state, record)
@@ -169,12 +199,25 @@ class MetaTrainer:
         return record
 
 
+def refuse_heldout(task: Task) -> None:
+    """Refuse a task of the held-out suite, or a mixture holding one, as a meta-training
+    task (``phys_l2o.bench.check_not_heldout``): its scores there would stop measuring
+    generalization."""
+    from ..bench.suite import check_not_heldout
+
+    for component in task.components():
+        if isinstance(component, AugmentedTask):  # the same problems in other units
+            component = component.task
+        check_not_heldout(component)
+
+
 def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | None = None, *,
                seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
                keep_last: bool = False, state_path: str | os.PathLike | None = None,
                state_every: int = 1, resume: bool = False,
                monitors: Mapping[str, Task] | None = None,
-               ranks: Ranks | None = None, compile: bool = False) -> TrainResult:
+               ranks: Ranks | None = None, compile: bool = False,
+               estimator: GradientEstimator | Mapping | str | None = None) -> TrainResult:
     """Meta-train ``optimizer`` in place on ``task``; it ends with its best weights loaded.
 
     The best weights are those with the lowest validation loss after an epoch (the untrained
@@ -209,6 +252,9 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
         compile: roll out with one ``optimizer.compiled()`` wrapper (training truncations and
             validation, so its compiled code is reused across epochs); the weights, the spec
             and the meta-optimizer are the optimizer's own.
+        estimator: how a trajectory becomes meta-updates: an estimator or its spec
+            (``{"type": "pes", "unroll": 10}``; kind ``estimator``); ``None`` is truncated
+            backpropagation with the schedule's truncation, window and objective.
 
     Raises:
         MetaTrainingDiverged: if every trajectory of an epoch produced a non-finite
@@ -227,8 +273,11 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
     checkpointing = None if state_path is None else Checkpointing(state_path, state_every)
     callbacks = [Monitors(monitors or {}), Progress(progress), DivergenceCheck(),
                  *([checkpointing] if checkpointing else [])]
+    if estimator is not None:
+        estimator = build_part(estimator, "estimator")
     trainer = MetaTrainer(optimizer, task, schedule, seed=seed, device=device,
-                          callbacks=callbacks, ranks=ranks, compile=compile)
+                          estimator=estimator, callbacks=callbacks, ranks=ranks,
+                          compile=compile)
     payload = None
     if resume:  # rank 0 reads the state (its file need not be visible to the other machines)
         payload = ranks.share(load_training_state(state_path, optimizer=optimizer,

@@ -1,5 +1,6 @@
-"""Optimizers: the contract (``Optimizer``), the learned ones (HNN, LSTM, parameter-state HNN),
-the ``torch.optim`` baselines, and the gradient preprocessing they share.
+"""Optimizers: the contract (``Optimizer``), the learned ones (HNN, LSTM, parameter-state HNN,
+the per-coordinate MLP control), the ``torch.optim`` baselines, and the gradient preprocessing
+and adaptive features they share.
 
 Learned optimizers are registered as the ``optimizer`` kind, baselines as ``baseline``,
 preprocessings as ``preprocessing`` (``phys_l2o.registry``).
@@ -26,8 +27,10 @@ from .baselines import (
     SGDBaseline,
     TorchOptimizer,
 )
+from .features import AdaptiveFeatures, output_normalize, segment_rms
 from .hnn import HNN, HNNState, paper_field
 from .lstm import LSTMOptimizer, LSTMState
+from .mlp import MLPOptimizer, MLPState
 from .parameter_state import (
     ParameterState,
     ParameterStateOptimizer,
@@ -39,6 +42,7 @@ from .preprocessing import GradientPreprocessing, NoPreprocessing
 __all__ = [
     "HNN",
     "AdamBaseline",
+    "AdaptiveFeatures",
     "BaselineState",
     "CompiledOptimizer",
     "GradientPreprocessing",
@@ -46,6 +50,8 @@ __all__ = [
     "LSTMOptimizer",
     "LSTMState",
     "LearnedOptimizer",
+    "MLPOptimizer",
+    "MLPState",
     "NAGBaseline",
     "NoPreprocessing",
     "Optimizer",
@@ -60,7 +66,9 @@ __all__ = [
     "compile_available",
     "detach_state",
     "momentum_sgd",
+    "output_normalize",
     "paper_field",
     "parameter_field",
     "segment_normalize",
+    "segment_rms",
 ]

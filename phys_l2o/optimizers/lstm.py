@@ -61,20 +61,30 @@ def cell_update_backward(gates: Tensor, c: Tensor, c_new: Tensor, dh: Tensor,
 class LSTMCellFunction(torch.autograd.Function):
     """One ``nn.LSTMCell`` step on ``(features, rows)`` inputs, with its backward written out.
 
-    ``x`` is read again in the backward pass to form the input weights' gradient, as
-    ``nn.LSTMCell`` does (``alias_grad`` relies on it)."""
+    ``forward`` also returns the gates' pre-activations, which the backward pass reads (not
+    differentiable; ``lstm_cell`` drops them). ``x`` is read again in the backward pass to form
+    the input weights' gradient, as ``nn.LSTMCell`` does (``alias_grad`` relies on it). Its
+    ``vmap`` rule is generated (``torch.func.vmap`` steps a population of LSTMs at once)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
-                bias: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
+                bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         ones = x.new_ones(1, x.shape[1])
         gates = torch.mm(torch.cat([w_ih, w_hh, bias[:, None]], 1), torch.cat([x, h, ones]))
         h_new, c_new = cell_update(gates, c)
-        ctx.save_for_backward(x, h, c, w_ih, w_hh, gates, c_new)
-        return h_new, c_new
+        return h_new, c_new, gates
 
     @staticmethod
-    def backward(ctx, dh: Tensor, dc: Tensor):
+    def setup_context(ctx, inputs: tuple[Tensor, ...], output: tuple[Tensor, ...]) -> None:
+        x, h, c, w_ih, w_hh, _ = inputs
+        _, c_new, gates = output
+        ctx.mark_non_differentiable(gates)
+        ctx.save_for_backward(x, h, c, w_ih, w_hh, gates, c_new)
+
+    @staticmethod
+    def backward(ctx, dh: Tensor, dc: Tensor, _dgates: Tensor):
         x, h, c, w_ih, w_hh, gates, c_new = ctx.saved_tensors
         dgates, dc_prev = cell_update_backward(gates, c, c_new, dh, dc)
         need = ctx.needs_input_grad
@@ -89,6 +99,13 @@ class LSTMCellFunction(torch.autograd.Function):
         if need[5]:
             db = dgates.sum(1)
         return dx, dh_prev, dc_prev, dw_ih, dw_hh, db
+
+
+def lstm_cell(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
+              bias: Tensor) -> tuple[Tensor, Tensor]:
+    """The new hidden and cell states ``(hidden, rows)`` of ``LSTMCellFunction``."""
+    h_new, c_new, _ = LSTMCellFunction.apply(x, h, c, w_ih, w_hh, bias)
+    return h_new, c_new
 
 
 class LSTMState(NamedTuple):
@@ -179,8 +196,8 @@ class LSTMOptimizer(LearnedOptimizer):
         x = self.preprocess(rearrange(grad, "batch coords -> (batch coords) 1")).t()
         hs, cs = [], []
         for cell, h, c in zip(self.cells, state.h, state.c):
-            h, c = LSTMCellFunction.apply(x, h, c, cell.weight_ih, cell.weight_hh,
-                                          cell.bias_ih + cell.bias_hh)
+            h, c = lstm_cell(x, h, c, cell.weight_ih, cell.weight_hh,
+                             cell.bias_ih + cell.bias_hh)
             hs.append(h)
             cs.append(c)
             x = h

@@ -14,10 +14,16 @@ end of a run, ``task.final_losses(params, problems)`` gives the losses a benchma
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..registry import Spec
 
 Problems = dict[str, Tensor]
 
@@ -72,6 +78,21 @@ class Task:
             raise ValueError(f"pool must be 'train' or 'test', got {pool!r}")
         return self
 
+    def draw(self, generator: torch.Generator) -> Task:
+        """The task one meta-training trajectory runs on: a task is its own; a distribution
+        over tasks (``TaskMixture``) draws one of its tasks from ``generator``."""
+        return self
+
+    def horizon_steps(self, generator: torch.Generator, steps: int) -> int:
+        """The length of one meta-training trajectory of at most ``steps`` steps: ``steps``,
+        unless the task draws random horizons (``AugmentedTask``)."""
+        return steps
+
+    def components(self) -> list[Task]:
+        """The tasks a trajectory may run on (each validated on its own problems): the task
+        itself, or a distribution's tasks."""
+        return [self]
+
     def sample(self, num_problems: int, generator: torch.Generator,
                device: torch.device | str = "cpu") -> Problems:
         raise NotImplementedError
@@ -100,3 +121,50 @@ class Task:
         raise NotImplementedError(f"{type(self).__qualname__} does not say which losses a "
                                   "benchmark reports: define final_losses(params, problems) "
                                   "(see Task.final_losses)")
+
+
+def build_task_part(task: Any, *, data_root: str | os.PathLike | None = None,
+                    download: bool = True, device: torch.device | str | None = None) -> Task:
+    """A task held inside another (a wrapped task, a mixture's component): a spec (or a name)
+    is built with the context the outer task was given, handed down only where given
+    (``download`` only when ``False``); a task object is returned as it is.
+
+    Raises:
+        ValueError: ``task`` is neither a task spec nor a ``Task``.
+    """
+    from ..registry import build_part
+
+    context: dict[str, Any] = {"data_root": data_root, "device": device}
+    if download is False:
+        context["download"] = False
+    inner = build_part(task, "task", **{k: v for k, v in context.items() if v is not None})
+    if not isinstance(inner, Task):
+        raise ValueError(f"expected a task spec or a Task, got {task!r}")
+    return inner
+
+
+def with_steps(spec: Spec | str, steps: int) -> Spec:
+    """``spec`` with ``steps`` filled in wherever a task takes a step count and the spec does
+    not give one: the task itself and the tasks it holds (a mixture's ``tasks``, an augmented
+    task's ``task``)."""
+    from ..registry import as_spec, lookup
+
+    spec = as_spec(spec)
+    cls = lookup(spec["type"], "task")
+    if "steps" in inspect.signature(cls.__init__).parameters and "steps" not in spec:
+        spec["steps"] = steps
+    if isinstance(spec.get("task"), (str, dict)):
+        spec["task"] = with_steps(spec["task"], steps)
+    if isinstance(spec.get("tasks"), list):
+        spec["tasks"] = [with_steps(t, steps) if isinstance(t, (str, dict)) else t
+                         for t in spec["tasks"]]
+    return spec
+
+
+def build_task(spec: Spec | str, steps: int, **context: Any) -> Task:
+    """Build a task spec where it runs (``data_root``, ``device``), for runs of ``steps`` steps
+    where the task takes a step count (MNIST precomputes its minibatch order; see
+    ``with_steps``)."""
+    from ..registry import build
+
+    return build(with_steps(spec, steps), "task", **context)

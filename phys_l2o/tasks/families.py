@@ -24,8 +24,7 @@ from .mnist_data import (
     INPUTS,
     SPLIT_SEED,
     MNISTDigits,
-    load_mnist,
-    resolve_data_root,
+    locate_digits,
     split_pools,
 )
 from .module import ModuleTask
@@ -69,11 +68,7 @@ class MNISTFamily(ModuleTask):
                  device: torch.device | str) -> None:
         positive_int("batch_size", batch_size)
         positive_int("steps", steps)
-        self.data_root = resolve_data_root(data_root)
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        digits = load_mnist(self.data_root, download=download, device=self.device)
+        self.data_root, self.device, digits = locate_digits(data_root, download, device)
         self.data_split, self.data_note = digits.split, digits.note
         pools = mnist_pools(digits)
         (train_x, train_y), (test_x, test_y) = pools["train"], pools["test"]

@@ -34,8 +34,7 @@ from .mnist_data import (
     INPUTS,
     SPLIT_SEED,
     MNISTDigits,
-    load_mnist,
-    resolve_data_root,
+    locate_digits,
     split_pools,
 )
 
@@ -44,8 +43,10 @@ from .mnist_data import OFFICIAL_MD5 as OFFICIAL_MD5
 from .mnist_data import OFFICIAL_SIZE as OFFICIAL_SIZE
 from .mnist_data import SPLIT_PREFIX as SPLIT_PREFIX
 from .mnist_data import expected_files as expected_files
+from .mnist_data import load_mnist as load_mnist
 from .mnist_data import raw_folder as raw_folder
 from .mnist_data import read_idx as read_idx
+from .mnist_data import resolve_data_root as resolve_data_root
 
 # ----------------------------------------------------------------------------- activations
 
@@ -131,11 +132,7 @@ class MNISTTask(Task):
         self.segments = (hidden * INPUTS, hidden, CLASSES * hidden, CLASSES)
         self._bounds = (INPUTS ** -0.5, INPUTS ** -0.5, hidden ** -0.5, hidden ** -0.5)
 
-        self.data_root = resolve_data_root(data_root)
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        digits = load_mnist(self.data_root, download=download, device=self.device)
+        self.data_root, self.device, digits = locate_digits(data_root, download, device)
         self.data_split, self.data_note = digits.split, digits.note
         self._digits = {self.device: digits}
         train_pool, test_pool = split_pools(len(digits))

@@ -246,3 +246,14 @@ def split_pools(num_digits: int, seed: int = SPLIT_SEED) -> tuple[Tensor, Tensor
     """Shuffle ``range(num_digits)`` with ``seed`` and halve it: (meta-training, test) indices."""
     order = torch.randperm(num_digits, generator=torch.Generator().manual_seed(seed))
     return order[: num_digits // 2], order[num_digits // 2:]
+
+
+def locate_digits(data_root: str | os.PathLike | None, download: bool,
+                  device: torch.device | str) -> tuple[Path, torch.device, MNISTDigits]:
+    """Where a task's digits are and the digits: the resolved data root, the device (a bare
+    ``"cuda"`` made the current CUDA device) and the digits loaded there (``load_mnist``)."""
+    root = resolve_data_root(data_root)
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return root, device, load_mnist(root, download=download, device=device)

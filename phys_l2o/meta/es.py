@@ -1,0 +1,361 @@
+"""Evolution strategies: meta-gradients from perturbed copies of the weights, without backprop.
+
+An estimator here evaluates a *population* of copies of the learned optimizer, member ``m``
+with the weights ``theta + sigma * s_m * eps_k`` (``eps_k ~ N(0, I)`` over all trainable
+weights, flattened; members come in antithetic pairs ``s_m = +1, -1``), on the same problems,
+and turns their meta-objectives into a meta-gradient for ``MetaStep.gradients``:
+
+* ``EvolutionStrategies``: one estimate per trajectory, from the objectives of the whole
+  trajectory: ``g = sum_k (L+_k - L-_k) eps_k / (2 sigma K)`` over the ``K`` pairs. It
+  estimates the gradient of the Gaussian-smoothed objective, unbiased for any horizon (no
+  truncation), at a cost that grows with the number of weights (19 for the paper's HNN).
+* ``PES``: persistent evolution strategies (Vicol, Metz and Sohl-Dickstein 2021): every
+  ``unroll`` steps a fresh ``eps_k`` per pair; each particle keeps its optimizee parameters,
+  its optimizer state and the sum ``xi_k`` of its pair's draws across the truncations, and
+  ``g = sum_k xi_k (L+_k - L-_k) / (2 sigma K)`` (the antithetic form) steps the weights
+  after each truncation. The truncation's ``g`` is unbiased for the gradient of its objective
+  with respect to weights shared by all the truncations so far.
+
+A member's objective (``objective``, one of the schedule's ``OBJECTIVES``) is its mean over
+the steps run (``1 .. T``) and the problems of ``F(theta_t)`` (``"loss"``, or ``None``), or of
+``log(F(theta_t) / F(theta_0))`` (``"log-ratio"``, scale-free across tasks; each term is
+clamped into ``[-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT]`` and a non-finite one counts as
+``LOG_RATIO_LIMIT``, so a diverged member is a large finite penalty). With ``"loss"`` a
+diverged member makes the estimate non-finite and the ``MetaStep`` skips it.
+
+Both estimators are registered (kind ``"estimator"``, names ``"es"`` and ``"pes"``), so a
+composition is a value: ``build({"type": "pes", "unroll": 10, "population": 8})`` makes one,
+``spec_of(estimator)`` gives its spec back, and its options are fixed once it is built.
+
+**One batched program** (``Population``). The problems are replicated once per member along
+the batch axis (one task call per step for the whole population) and the optimizer's ``step``
+runs with per-member weights through ``torch.func.functional_call`` under ``torch.func.vmap``
+over the member axis (the LSTM's written-out ``autograd.Function`` has a generated ``vmap``
+rule). An optimizer whose step ``vmap`` cannot run (a custom ``autograd.Function`` without
+``setup_context``; in-place writes into fresh tensors) is stepped member by member instead,
+with a warning: same values, one step call per member. The step is always the module's own,
+eager (a ``compiled()`` wrapper's compiled code is not used).
+
+Everything runs under ``torch.no_grad()``. The noise comes from the global torch generator
+(drawn on the CPU), which the training state saves, so a resumed run equals an uninterrupted
+one. In a data-parallel run each rank estimates on its share of the problems and ``MetaStep``
+averages the estimates: with the same noise on every rank (their global generators start and
+draw alike) this is the estimate of one process with the whole meta-batch, and an unbiased
+one in any case. The pairs themselves are not sharded across ranks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from ..checks import positive_int, positive_number
+from ..optimizers.base import CompiledOptimizer, Optimizer, apply_update, step_scale
+from ..registry import register
+from ..tasks.base import Problems, Task
+from .estimators import GradientEstimator, MetaStep
+from .state import OBJECTIVES
+
+__all__ = ["EvolutionStrategies", "LOG_RATIO_LIMIT", "PES", "Population"]
+
+#: the bound of a ``log-ratio`` term, and the penalty of a non-finite one.
+LOG_RATIO_LIMIT = 100.0
+
+_SLOT = object()  # where a tensor of a state was taken out
+
+
+def _split(value: Any, tensors: list[Tensor]) -> Any:
+    """``value`` (a state: tensors in named tuples, tuples, lists, dicts) with each tensor
+    moved to ``tensors`` and replaced by a slot."""
+    if isinstance(value, Tensor):
+        tensors.append(value)
+        return _SLOT
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_split(v, tensors) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_split(v, tensors) for v in value)
+    if isinstance(value, dict):
+        return {k: _split(v, tensors) for k, v in value.items()}
+    return value
+
+
+def _fill(skeleton: Any, tensors: Any) -> Any:
+    """The inverse of ``_split``: the slots of ``skeleton`` filled from the iterator
+    ``tensors``."""
+    if skeleton is _SLOT:
+        return next(tensors)
+    if isinstance(skeleton, tuple) and hasattr(skeleton, "_fields"):
+        return type(skeleton)(*(_fill(v, tensors) for v in skeleton))
+    if isinstance(skeleton, (tuple, list)):
+        return type(skeleton)(_fill(v, tensors) for v in skeleton)
+    if isinstance(skeleton, dict):
+        return {k: _fill(v, tensors) for k, v in skeleton.items()}
+    return skeleton
+
+
+class _Step(nn.Module):
+    """An optimizer's ``step`` as the ``forward`` that ``functional_call`` runs."""
+
+    def __init__(self, optimizer: nn.Module) -> None:
+        super().__init__()
+        self.inner = optimizer
+
+    def forward(self, params: Tensor, grad: Tensor, state: Any) -> tuple[Tensor, Any]:
+        return self.inner.step(params, grad, state)
+
+
+def learned_module(optimizer: Optimizer) -> nn.Module:
+    """The learned optimizer itself (the module of a ``compiled()`` wrapper)."""
+    return optimizer.module if isinstance(optimizer, CompiledOptimizer) else optimizer
+
+
+def trainable(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The weights the estimators perturb: those that require a gradient, in order."""
+    return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+
+
+def flat_weights(module: nn.Module) -> Tensor:
+    """The trainable weights as one detached vector ``(dims,)``."""
+    weights = trainable(module)
+    if not weights:
+        raise ValueError(f"{type(module).__name__} has no trainable weights to perturb")
+    return torch.cat([p.detach().reshape(-1) for _, p in weights])
+
+
+def per_weight(module: nn.Module, flat: Tensor) -> list[Tensor | None]:
+    """A vector ``(dims,)`` as one tensor per weight of ``module.parameters()`` (``None`` for
+    a frozen one): the layout of ``MetaStep.gradients``."""
+    chunks = iter(flat.split([p.numel() for _, p in trainable(module)]))
+    return [next(chunks).view_as(p) if p.requires_grad else None for p in module.parameters()]
+
+
+def check_objective(objective: str | None) -> str:
+    """``objective`` (one of ``OBJECTIVES``; ``None`` is ``"loss"``), refused with a
+    ``ValueError`` when it is none of them."""
+    if objective not in (None, *OBJECTIVES):
+        raise ValueError(f"objective must be one of {list(OBJECTIVES)} or left out, got "
+                         f"{objective!r}")
+    return objective or "loss"
+
+
+def check_options(population: int, sigma: float,
+                  objective: str | None) -> tuple[int, float, str | None]:
+    """The options shared by the estimators, refused with a ``ValueError`` when bad."""
+    positive_int("population", population)
+    if population % 2:
+        raise ValueError(f"population must be even (antithetic pairs), got {population}")
+    sigma = positive_number("sigma", sigma)
+    check_objective(objective)
+    return population, sigma, objective
+
+
+class Population:
+    """``members`` copies of a learned optimizer, each with its own weights, optimizee
+    parameters and state, optimizing the same problems as one batched program.
+
+    Args:
+        optimizer: the learned optimizer (or its compiled wrapper; its module is used).
+        task: the problem family.
+        problems: the batch of ``B`` problems every member optimizes.
+        members: the population size ``M``.
+        objective: the meta-objective each member accumulates (``OBJECTIVES``; ``None`` is
+            ``"loss"``).
+        vectorize: ``True``: step through ``vmap`` (fail if it cannot); ``False``: member
+            by member; ``None``: ``vmap``, member by member where it fails (with a warning).
+    """
+
+    def __init__(self, optimizer: Optimizer, task: Task, problems: Problems, members: int, *,
+                 objective: str | None = None, vectorize: bool | None = None) -> None:
+        objective = check_objective(objective)
+        self.module = learned_module(optimizer)
+        self.stepper, self.scale = _Step(self.module), step_scale(self.module)
+        self.task, self.members = task, positive_int("members", members)
+        self.objective, self.vectorize = objective, vectorize
+        with torch.no_grad():
+            params = task.init_params(problems)
+            self.batch, self.step_index = params.shape[0], 0
+            loss, grad = task.loss_and_grad(params, problems, 0)
+            tensors: list[Tensor] = []
+            self.skeleton = _split(self.module.init_state(params, task.segments), tensors)
+            self.next_skeleton = self.skeleton
+            self.state, self.batched = tensors, False    # shared by the members until a step
+            self.problems = {k: v.repeat(members, *[1] * (v.dim() - 1))
+                             for k, v in problems.items()}
+            self.params, self.grad = params.repeat(members, 1), grad.repeat(members, 1)
+            self.initial_loss = loss.detach().view(1, -1)
+
+    def run(self, weights: Tensor, stop: int) -> Tensor:
+        """Step every member to step ``stop`` with the weights ``weights`` ``(members, dims)``
+        (flattened like ``flat_weights``).
+
+        Returns:
+            Each member's objective over the steps run ``(members,)``.
+        """
+        if weights.shape != (self.members, sum(p.numel() for _, p in trainable(self.module))):
+            raise ValueError(f"weights must be (members, dims), got {tuple(weights.shape)}")
+        if stop <= self.step_index:
+            raise ValueError(f"stop {stop} is not after the current step {self.step_index}")
+        named = trainable(self.module)
+        chunks = weights.split([p.numel() for _, p in named], dim=1)
+        stacked = {f"inner.{name}": chunk.reshape(self.members, *p.shape)
+                   for (name, p), chunk in zip(named, chunks)}
+        total = weights.new_zeros(self.members)
+        first = self.step_index
+        with torch.no_grad():
+            for t in range(first + 1, stop + 1):
+                update = self._step(stacked)
+                self.params = apply_update(self.params, update, self.scale)
+                loss, self.grad = self.task.loss_and_grad(self.params, self.problems, t)
+                total += self._terms(loss.detach().view(self.members, self.batch)).mean(1)
+        self.step_index = stop
+        return total / (stop - first)
+
+    def _terms(self, loss: Tensor) -> Tensor:
+        if self.objective == "loss":
+            return loss
+        ratio = torch.log(loss / self.initial_loss)
+        limit = LOG_RATIO_LIMIT
+        return torch.nan_to_num(ratio, nan=limit, posinf=limit, neginf=-limit).clamp(-limit, limit)
+
+    def _step(self, weights: dict[str, Tensor]) -> Tensor:
+        """Every member's update ``(members * batch, coords)``; moves the states on."""
+        params = self.params.reshape(self.members, self.batch, -1)
+        grad = self.grad.reshape(self.members, self.batch, -1)
+        if self.vectorize is not False:
+            try:
+                update, self.state = self._vmapped(weights, params, grad)
+                self.batched = True
+                return update.reshape(self.params.shape)
+            except (RuntimeError, NotImplementedError) as error:
+                if self.vectorize:
+                    raise
+                warnings.warn(f"vmap cannot run the step of {type(self.module).__name__} "
+                              f"({str(error).splitlines()[0]}); stepping the population "
+                              "member by member", RuntimeWarning, stacklevel=3)
+                self.vectorize = False
+        update, self.state = self._looped(weights, params, grad)
+        self.batched = True
+        return update.reshape(self.params.shape)
+
+    def _one(self, weights: dict[str, Tensor], params: Tensor, grad: Tensor,
+             tensors: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """One member's step: the update and the tensors of its next state."""
+        state = _fill(self.skeleton, iter(tensors))
+        update, state = functional_call(self.stepper, weights, (params, grad, state))
+        out: list[Tensor] = []
+        self.next_skeleton = _split(state, out)
+        return update, out
+
+    def _vmapped(self, weights: dict[str, Tensor], params: Tensor,
+                 grad: Tensor) -> tuple[Tensor, list[Tensor]]:
+        dims = [0 if self.batched else None] * len(self.state)
+        update, state = vmap(self._one, in_dims=(0, 0, 0, dims))(weights, params, grad,
+                                                                 self.state)
+        self.skeleton = self.next_skeleton
+        return update, state
+
+    def _looped(self, weights: dict[str, Tensor], params: Tensor,
+                grad: Tensor) -> tuple[Tensor, list[Tensor]]:
+        updates, states = [], []
+        for m in range(self.members):
+            mine = [t[m] if self.batched else t for t in self.state]
+            update, state = self._one({k: w[m] for k, w in weights.items()}, params[m],
+                                      grad[m], mine)
+            updates.append(update)
+            states.append(state)
+        self.skeleton = self.next_skeleton
+        return torch.stack(updates), [torch.stack(ts) for ts in zip(*states)]
+
+
+@register("estimator", "es")
+class EvolutionStrategies(GradientEstimator):
+    """Antithetic evolution strategies over the whole trajectory: one meta-step per trajectory.
+
+    Args:
+        population: members, an even number (``population / 2`` antithetic pairs).
+        sigma: the scale of the perturbations of the weights.
+        objective: a member's meta-objective (``OBJECTIVES``; ``None`` is ``"loss"``; see
+            the module).
+        vectorize: how the population is stepped (see ``Population``).
+    """
+
+    def __init__(self, population: int = 8, sigma: float = 0.01,
+                 objective: str | None = None, *, vectorize: bool | None = None) -> None:
+        self.population, self.sigma, self.objective = check_options(population, sigma,
+                                                                    objective)
+        self.vectorize = vectorize
+
+    def __repr__(self) -> str:
+        return (f"EvolutionStrategies(population={self.population}, sigma={self.sigma}, "
+                f"objective={self.objective!r})")
+
+    def estimate(self, optimizer: Optimizer, task: Task, problems: Problems,
+                 steps: int) -> Tensor:
+        """The meta-gradient estimate ``(dims,)`` over the trajectory, flattened like
+        ``flat_weights``; draws ``population / 2`` noise vectors."""
+        positive_int("steps", steps)
+        theta = flat_weights(learned_module(optimizer))
+        pairs = self.population // 2
+        eps = torch.randn(pairs, theta.numel(), dtype=theta.dtype).to(theta.device)
+        members = Population(optimizer, task, problems, self.population,
+                             objective=self.objective, vectorize=self.vectorize)
+        with torch.no_grad():
+            values = members.run(theta + self.sigma * torch.cat([eps, -eps]), steps)
+            return (values[:pairs] - values[pairs:]) @ eps / (2 * self.sigma * pairs)
+
+    def trajectory(self, optimizer: Optimizer, task: Task, problems: Problems, steps: int,
+                   meta_step: MetaStep) -> None:
+        grad = self.estimate(optimizer, task, problems, steps)
+        meta_step.gradients(per_weight(learned_module(optimizer), grad))
+
+
+@register("estimator", "pes")
+class PES(GradientEstimator):
+    """Persistent evolution strategies over truncations of ``unroll`` steps, antithetic; one
+    meta-step per truncation (the last may be shorter).
+
+    Args:
+        unroll: steps per truncation.
+        population: particles, an even number (``population / 2`` antithetic pairs).
+        sigma: the scale of the perturbations of the weights.
+        objective: a particle's meta-objective on a truncation (``OBJECTIVES``): its mean
+            over the truncation's steps and the problems (``None`` is ``"loss"``).
+        vectorize: how the particles are stepped (see ``Population``).
+    """
+
+    def __init__(self, unroll: int = 10, population: int = 8, sigma: float = 0.01,
+                 objective: str | None = None, *, vectorize: bool | None = None) -> None:
+        if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
+            raise ValueError(f"meta-training needs a truncation length >= 1, got {unroll}")
+        self.unroll = unroll
+        self.population, self.sigma, self.objective = check_options(population, sigma,
+                                                                    objective)
+        self.vectorize = vectorize
+
+    def __repr__(self) -> str:
+        return (f"PES(unroll={self.unroll}, population={self.population}, "
+                f"sigma={self.sigma}, objective={self.objective!r})")
+
+    def trajectory(self, optimizer: Optimizer, task: Task, problems: Problems, steps: int,
+                   meta_step: MetaStep) -> None:
+        positive_int("steps", steps)
+        module = learned_module(optimizer)
+        pairs = self.population // 2
+        particles = Population(optimizer, task, problems, self.population,
+                               objective=self.objective, vectorize=self.vectorize)
+        xi: Tensor | None = None
+        for start in range(0, steps, self.unroll):
+            theta = flat_weights(module)
+            eps = torch.randn(pairs, theta.numel(), dtype=theta.dtype).to(theta.device)
+            xi = eps if xi is None else xi + eps
+            with torch.no_grad():
+                values = particles.run(theta + self.sigma * torch.cat([eps, -eps]),
+                                       min(start + self.unroll, steps))
+                grad = (values[:pairs] - values[pairs:]) @ xi / (2 * self.sigma * pairs)
+            if not meta_step.gradients(per_weight(module, grad)):
+                break
