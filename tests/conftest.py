@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 TRAIN_DIGITS, TEST_DIGITS = 400, 300
 
@@ -46,3 +47,13 @@ def mnist_test_only_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mnist-fixture")
     write_split(root, "t10k", TEST_DIGITS, seed=2)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny models: thread sync would cost more than it
+    saves on a shared CPU (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

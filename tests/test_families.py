@@ -43,13 +43,8 @@ FAMILIES = [
 IDS = [f"{spec['type']}-{spec.get('dataset', spec.get('model', ''))}" for spec, _ in FAMILIES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: one thread avoids the cost of thread sync on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: tiny models: one thread avoids the cost of thread sync on a shared CPU (conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(spec: dict, mnist_root: Path) -> Task:
