@@ -165,6 +165,19 @@ def test_tuning_never_uses_the_evaluation_problems(tmp_path, capsys):
     assert tuning["initial"] != cell["initial"][:2]
 
 
+def test_checkpoints_can_be_named_and_two_of_one_name_are_refused(tmp_path):
+    from phys_l2o import HNN, save_checkpoint
+    from phys_l2o.bench.run import learned_method, suite_methods
+
+    save_checkpoint(tmp_path / "seed-0.pt", HNN())
+    method = learned_method(f"mine={tmp_path / 'seed-0.pt'}")
+    assert method.name == "mine" and method.source == str(tmp_path / "seed-0.pt")
+    with pytest.raises(ValueError, match="two methods are named 'seed-0'"):
+        suite_methods(load_suite("heldout"), [str(tmp_path / "seed-0.pt")] * 2)
+    with pytest.raises(ValueError, match="NAME=CHECKPOINT"):
+        learned_method("=x.pt")
+
+
 def test_bench_refuses_an_unknown_optimizer_and_a_sweep_folder(tmp_path, capsys):
     suite = tmp_path / "tiny.toml"
     suite.write_text(TINY.replace("STEPS", "5"))

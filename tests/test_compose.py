@@ -240,11 +240,14 @@ def test_presets_are_shared_starting_points_for_variants_and_targets(tmp_path):
 
 def test_no_sweep_file_writes_out_the_papers_optimizers_or_baselines():
     """The paper's optimizers and baselines live in the package's shared files only: a sweep
-    file starts from them (``preset``), it never copies them."""
+    file of the paper's experiments or their ablations starts from them (``preset``), it never
+    copies them; the generalization sweep takes the paper's LSTM by its preset too."""
     from phys_l2o.config import load_toml
 
     root = Path(__file__).resolve().parent.parent
-    files = [*root.glob("ablations/*.toml"), *root.glob("phys_l2o/sweeps/*.toml")]
+    general = load_toml(root / "phys_l2o/sweeps/generalization.toml")
+    assert [v.get("preset") for v in general["variants"] if v["name"] == "lstm"] == ["mnist-lstm"]
+    files = [*root.glob("ablations/*.toml"), *root.glob("phys_l2o/sweeps/paper-*.toml")]
     assert len(files) == 7
     for path in files:
         raw = load_toml(path)

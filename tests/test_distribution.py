@@ -4,10 +4,12 @@ horizons, estimators given by spec, and the refusal of held-out tasks."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+import phys_l2o
 from phys_l2o import HNN, QuadraticTask, Schedule, build, meta_train, spec_of
 from phys_l2o.bench import SuiteError
 from phys_l2o.meta import GradientEstimator, MetaTrainer, TruncatedBPTT
@@ -208,3 +210,61 @@ def test_train_refuses_a_held_out_task(tmp_path, capsys):
                  "--out", str(tmp_path / "x.pt"), "--no-progress"]) == 2
     assert "held-out task 'quadratic-50d'" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "x.training.pt").exists()
+
+
+TINY_SWEEP = """
+name = "tiny-general"
+reference = "hnn"
+default_budget = "test"
+test_seed = 0
+
+[train]
+type = "mixture"
+tasks = ["quadratic", { type = "augmented", task = { type = "quadratic", dim = 4 } }]
+
+[budgets.test]
+epochs = 1
+trajectories = 2
+meta_batch = 2
+validation_problems = 2
+test_problems = 3
+steps = 6
+seeds = 1
+
+[targets.q]
+task = { type = "quadratic", dim = 4 }
+baselines = { adam = { type = "adam", lr = 0.1 } }
+
+[[variants]]
+name = "hnn"
+optimizer = { type = "hnn" }
+objective = "log-ratio"
+estimator = { type = "es", population = 2, sigma = 0.01 }
+"""
+
+
+def test_a_sweep_variant_meta_trains_with_its_estimator_and_objective(tmp_path):
+    from phys_l2o.cli import main
+    from phys_l2o.meta import load_checkpoint
+
+    sweep = tmp_path / "tiny.toml"
+    sweep.write_text(TINY_SWEEP)
+    out = tmp_path / "run"
+    assert main(["sweep", str(sweep), "--out", str(out), "--no-progress"]) == 0
+    _, record = load_checkpoint(out / "cells" / "hnn" / "seed-0.pt")
+    assert record["estimator"] == {"type": "es", "population": 2, "sigma": 0.01}
+    assert record["schedule"]["objective"] == "log-ratio"
+    bad = TINY_SWEEP.replace('type = "es", population = 2', 'type = "es", population = 3')
+    sweep.write_text(bad)
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_the_generalization_sweep_trains_on_no_held_out_task():
+    from phys_l2o.bench import check_not_heldout
+    from phys_l2o.experiments.spec import load_sweep
+
+    sweep = load_sweep(Path(phys_l2o.__file__).parent / "sweeps" / "generalization.toml")
+    for task in sweep.train["tasks"]:
+        check_not_heldout(task["task"])  # each an augmented task: the task it rescales
+    assert {v.name for v in sweep.variants} >= {"hnn features", "no dissipation", "mlp", "lstm"}
+    assert all("estimator" in v.settings for v in sweep.variants if v.name != "lstm")

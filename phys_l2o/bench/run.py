@@ -61,11 +61,18 @@ def _file_sha256(path: str | os.PathLike) -> str:
 
 
 def learned_method(source: str) -> Method:
-    """A learned optimizer by pretrained name or checkpoint path (named by the file's stem).
+    """A learned optimizer by pretrained name or checkpoint path, named by the file's stem or,
+    written ``NAME=PATH``, by ``NAME`` (for the checkpoints of a sweep, all ``seed-<k>.pt``).
 
     Raises:
         FileNotFoundError: neither a pretrained name nor a checkpoint file.
     """
+    name, sep, path = source.partition("=")
+    if sep:
+        if not name or not path:
+            raise ValueError(f"expected NAME=CHECKPOINT, got {source!r}")
+        method = learned_method(path)
+        return Method(name, "learned", source=method.source, sha256=method.sha256)
     from importlib import resources
 
     from ..pretrained import PRETRAINED_PACKAGE, is_pretrained, pretrained_info, pretrained_names

@@ -250,8 +250,8 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                         "whose task and method are unchanged.")
     bn.add_argument("suite", help="a shipped suite (heldout) or the path of a suite file (TOML)")
     bn.add_argument("--optimizers", nargs="*", default=None, metavar="NAME_OR_CHECKPOINT",
-                    help="pretrained names or checkpoint files (default: every shipped "
-                         "optimizer; none: the baselines only)")
+                    help="pretrained names or checkpoint files, NAME=CHECKPOINT to name one "
+                         "(default: every shipped optimizer; none: the baselines only)")
     bn.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                     help="only these tasks of the suite (default: all)")
     bn.add_argument("--seeds", type=positive_int, default=None,

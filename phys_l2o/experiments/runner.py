@@ -104,11 +104,14 @@ class Runner:
         schedule = plan.schedule(variant)
         state = folder.training_state(cell.method, cell.seed)
         state.parent.mkdir(parents=True, exist_ok=True)
+        estimator = settings.get("estimator")
         trained = train_variant(spec, self.train_task, schedule, seed=cell.seed,
                                 device=self.device, compile=self.compile, state_path=state,
-                                resume=state.is_file(), monitors=self.monitors)
+                                resume=state.is_file(), monitors=self.monitors,
+                                estimator=estimator)
         optimizer, result = trained.optimizer, trained.result
         save_checkpoint(folder.checkpoint(cell.method, cell.seed), optimizer,
+                        **({} if estimator is None else {"estimator": estimator}),
                         task=plan.sweep.train["type"], task_spec=plan.sweep.train,
                         sweep=plan.sweep.name, budget=plan.budget, seed=cell.seed,
                         schedule=schedule.to_dict(), best_epoch=result.best_epoch,

@@ -54,10 +54,11 @@ from .protocols import REPORTED_LOSSES
 
 #: the schedule fields a variant may set (the budget gives the others).
 SCHEDULE_FIELDS = ("epochs", "trajectories", "meta_batch", "steps", "unroll", "meta_lr",
-                   "validation_problems", "loss_window", "validation_pool")
+                   "validation_problems", "loss_window", "validation_pool", "objective")
 #: what a variant may set besides its name, its optimizer and schedule fields: the ``out_mul``
-#: it is evaluated with, when not the one it was meta-trained with.
-VARIANT_FIELDS = ("test_out_mul",)
+#: it is evaluated with, when not the one it was meta-trained with, and the estimator it is
+#: meta-trained with (a spec of kind ``estimator``; default: truncated backpropagation).
+VARIANT_FIELDS = ("test_out_mul", "estimator")
 #: what every budget gives.
 BUDGET_FIELDS = ("epochs", "trajectories", "meta_batch", "validation_problems",
                  "test_problems", "steps", "seeds")
@@ -331,6 +332,9 @@ def _variant(value: Any, where: str) -> Variant:
         Schedule(**{k: v for k, v in table.items() if k in SCHEDULE_FIELDS})
         if "test_out_mul" in table:
             positive_number("test_out_mul", table["test_out_mul"])
+        if "estimator" in table:
+            table["estimator"] = _spec(table["estimator"], "estimator", f"{where}: estimator")
+            build(table["estimator"], "estimator")
         build(spec, "optimizer")  # a bad option fails here, not hours into the sweep
     except (ValueError, TypeError) as error:
         raise SweepError(f"{where}: {error}") from None
