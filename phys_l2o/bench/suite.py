@@ -12,6 +12,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,15 @@ def load_suite(name_or_path: str | os.PathLike = "heldout") -> Suite:
             keys, a task that is not a registered task, bad seeds or grid).
     """
     source, path = _suite_path(name_or_path)
-    if path is None:
-        with resources.as_file(resources.files(__package__).joinpath(SUITES[source])) as f:
-            data = load_toml(f)
-    else:
-        data = load_toml(path)
-    return parse_suite(data, source)
+    return shipped_suite(source) if path is None else parse_suite(load_toml(path), source)
+
+
+@cache
+def shipped_suite(name: str) -> Suite:
+    """The suite shipped under ``name``, read once per process (meta-training checks every
+    task against it)."""
+    with resources.as_file(resources.files(__package__).joinpath(SUITES[name])) as f:
+        return parse_suite(load_toml(f), name)
 
 
 def _fail(source: str, message: str) -> SuiteError:

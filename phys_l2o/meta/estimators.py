@@ -38,6 +38,11 @@ from .state import OBJECTIVES, WINDOWS, TrainState
 TINY = 1e-30
 
 
+def log_ratio(loss: Tensor, initial: Tensor) -> Tensor:
+    """``log(loss / initial)``, each floored at ``TINY``: the log-ratio objective's term."""
+    return torch.log(loss.clamp_min(TINY) / initial.clamp_min(TINY))
+
+
 class MetaStep:
     """One update of a training state's weights from a meta-loss or a meta-gradient.
 
@@ -148,7 +153,7 @@ def truncated_rollout(optimizer: Optimizer, task: Task, problems: Problems, step
     params = task.init_params(problems)
     state = optimizer.init_state(params, task.segments)
     loss, grad = task.loss_and_grad(params, problems, 0)
-    initial = loss.detach().clamp_min(TINY) if objective == "log-ratio" else None
+    initial = loss.detach() if objective == "log-ratio" else None
     curve = []
     total: Tensor | None = None
     for t in range(1, steps + 1):
@@ -158,7 +163,7 @@ def truncated_rollout(optimizer: Optimizer, task: Task, problems: Problems, step
         curve.append(loss.detach())
         term = loss if window == "after" else before
         if initial is not None:
-            term = torch.log(term.clamp_min(TINY) / initial)
+            term = log_ratio(term, initial)
         term = term.mean()
         total = term if total is None else total + term
         if t % unroll == 0 or t == steps:

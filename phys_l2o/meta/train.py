@@ -33,7 +33,7 @@ from ..seeding import make_generator
 from ..tasks.augment import AugmentedTask
 from ..tasks.base import Problems, Task, select
 from .callbacks import Callback, Checkpointing, DivergenceCheck, Monitors, Progress
-from .estimators import TINY, GradientEstimator, MetaStep, TruncatedBPTT
+from .estimators import GradientEstimator, MetaStep, TruncatedBPTT, log_ratio
 from .evaluate import evaluate
 from .state import (
     MetaTrainingDiverged,
@@ -62,7 +62,7 @@ def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps:
         final = evaluate(optimizer, task, share, steps)[:, -1]
         if objective == "log-ratio":
             initial, _ = task.loss_and_grad(task.init_params(share), share, 0)
-            final = torch.log(final.clamp_min(TINY) / initial.clamp_min(TINY))
+            final = log_ratio(final, initial)
         total = final.sum()
     else:  # more ranks than problems: this one has none
         total = torch.zeros((), device=first.device)
