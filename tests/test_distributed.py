@@ -51,6 +51,43 @@ def test_two_gloo_ranks_train_the_weights_of_one_process(optimizer, tmp_path):
                                                       a.state_dict().values()))
 
 
+ES_CONFIG = """
+[optimizer]
+type = "hnn"
+[task]
+type = "quadratic"
+dim = 4
+[schedule]
+epochs = 2
+trajectories = 2
+meta_batch = 4
+steps = 10
+validation_problems = 4
+[estimator]
+type = "es"
+population = 6
+"""
+
+
+def test_evolution_strategies_on_two_ranks_give_the_weights_of_one_process(tmp_path):
+    # each rank runs the whole population on its half of the problems, with the same noise
+    config = tmp_path / "es.toml"
+    config.write_text(ES_CONFIG)
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    args = ["train", "--config", str(config), "--budget", "smoke", "--no-progress",
+            "--allow-untrained", "--device", "cpu"]
+    assert main([*args, "--out", str(one)]) == 0
+    proc = torchrun(*args, "--out", str(two))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (a, rec_a), (b, rec_b) = load_checkpoint(one), load_checkpoint(two)
+    assert rec_a["estimator"]["type"] == rec_b["estimator"]["type"] == "es"
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-6, msg=name)
+    fresh = build_seeded(spec_of(a), 0, "init-hnn")
+    assert any(not torch.equal(x, y) for x, y in zip(fresh.state_dict().values(),
+                                                      a.state_dict().values()))
+
+
 def test_shares_and_an_uneven_meta_batch():
     assert [Ranks(r, 2).shard(5) for r in range(2)] == [slice(0, 2), slice(2, 5)]
     assert [Ranks(r, 3).shard(2) for r in range(3)] == [slice(0, 0), slice(0, 1), slice(1, 2)]

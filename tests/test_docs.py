@@ -208,13 +208,18 @@ def test_the_generalization_page_shows_the_published_scores():
 
 def test_the_shipped_optimizers_carry_the_published_generalization_notes():
     import json
+    from importlib import resources
 
     from phys_l2o.optim import pretrained_info, pretrained_names
-    from phys_l2o.pretrained.pack import generalization_note
+    from phys_l2o.pretrained import PRETRAINED_PACKAGE
+    from phys_l2o.pretrained.pack import generalization_note, scored_as
 
     results = json.loads((HELDOUT_RUN / "results.json").read_text())
     for name in pretrained_names():
-        assert pretrained_info(name)["generalization"] == generalization_note(results, name)
+        file = resources.files(PRETRAINED_PACKAGE).joinpath(pretrained_info(name)["file"])
+        with resources.as_file(file) as weights:
+            scored = scored_as(results, name, weights)  # the published run scored them
+        assert pretrained_info(name)["generalization"] == generalization_note(results, scored)
 
 
 def test_api_reference_covers_every_module():

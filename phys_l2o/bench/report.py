@@ -5,7 +5,9 @@ Per task, each method's final training loss over the evaluation seeds is scored 
 ``ln(loss / tuned reference)`` against the tuned reference's mean log loss (``scores``); a
 diverged run is scored, never dropped. Over tasks, the interquartile mean with a stratified
 bootstrap interval, the tasks on which a method beats the tuned reference, and its diverged
-runs.
+runs. The meta-seeds of a learned variant (the cells of a sweep) are also compared at the level
+of seeds (``seed_level``): the bootstrap resamples evaluation problems, not meta-trainings, so
+a decision between variants rests on their spread over meta-seeds.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
+from ..meta.stats import seed_comparison
 from ..reporting.plots import plot_profiles
 from ..reporting.results import write_json
 from .run import Method, scored
@@ -72,7 +76,8 @@ def score_methods(suite: Suite, methods: Sequence[Method],
         matrix = np.stack(train, axis=1)
         out[method.name] = {
             "kind": method.kind, "display": display_name(method), "source": method.source,
-            "sha256": method.sha256, "spec": method.spec, "tasks": per_task,
+            "sha256": method.sha256, "spec": method.spec, "group": method.group,
+            "tasks": per_task,
             "train": aggregate(matrix),
             "heldout": aggregate(np.stack(held, axis=1)) if held else None,
             "heldout_tasks": held_tasks,
@@ -81,6 +86,67 @@ def score_methods(suite: Suite, methods: Sequence[Method],
             "diverged": int(sum(e["diverged"] for e in per_task.values())),
             "runs": int(matrix.size)}
     return out
+
+
+#: how variants are compared over meta-seeds, in words, for reports.
+SEED_LEVEL = ("each meta-seed's IQM score (training loss) is one value; a difference of two "
+              "variants' means has a t-interval over meta-seeds (Welch's; against a baseline, "
+              "a one-sample interval), `k/n`: of the seed pairs, how many have the first "
+              "lower, and a rank test over seeds (Mann-Whitney U; Wilcoxon's signed-rank "
+              "against a baseline); a direction is called only when the interval excludes 0 "
+              "and every pair agrees, and one run never decides")
+
+
+def seed_level(methods: Mapping[str, dict]) -> dict[str, Any]:
+    """The learned methods (scored by ``score_methods``) grouped by variant, each variant's IQM
+    score per meta-seed with the mean's t-interval, and ``seed_comparison`` of every variant
+    against every baseline and every other variant."""
+    members: dict[str, list[str]] = {}
+    for name, m in methods.items():
+        if m["kind"] == "learned":
+            members.setdefault(m.get("group") or name, []).append(name)
+    groups = {}
+    for group, names in members.items():
+        values = np.array([methods[n]["train"]["iqm"] for n in names])
+        ci = None
+        if values.size > 1:
+            lo, hi = stats.ttest_1samp(values, 0.0).confidence_interval()
+            ci = [float(lo), float(hi)] if np.isfinite(lo) else [float(values.mean())] * 2
+        groups[group] = {"members": names, "iqm": values.tolist(), "mean": float(values.mean()),
+                         "ci95": ci,
+                         "diverged": int(sum(methods[n]["diverged"] for n in names)),
+                         "runs": int(sum(methods[n]["runs"] for n in names))}
+    baselines = {m["display"]: m["train"]["iqm"] for m in methods.values()
+                 if m["kind"] != "learned"}
+    comparisons = []
+    names = list(groups)
+    for k, group in enumerate(names):
+        others = list(baselines.items())  # a number: no meta-seeds
+        others += [(g, groups[g]["iqm"]) for g in names[k + 1:]]
+        for other, values in others:
+            comparisons.append({"a": group, "b": other,
+                                **seed_comparison(groups[group]["iqm"], values)})
+    return {"groups": groups, "comparisons": comparisons, "method": SEED_LEVEL}
+
+
+def seed_level_markdown(level: Mapping[str, Any]) -> str:
+    """The meta-seed tables of ``seed_level``."""
+    lines = ["| variant | meta-seeds | IQM score per meta-seed | mean [95% t-interval] "
+             "| diverged runs |", "|---|---|---|---|---|"]
+    for group, g in level["groups"].items():
+        mean = f"{g['mean']:+.2f}" + ("" if g["ci95"] is None else
+                                      " [{:+.2f}, {:+.2f}]".format(*g["ci95"]))
+        lines.append(f"| {group} | {len(g['members'])} | "
+                     + ", ".join(f"{v:+.2f}" for v in g["iqm"])
+                     + f" | {mean} | {g['diverged']} of {g['runs']} |")
+    lines += ["", "| comparison | difference of means [95% t-interval] | seed pairs lower "
+              "| rank test p | first is |", "|---|---|---|---|---|"]
+    for c in level["comparisons"]:
+        ci = "" if c["ci95"] is None else " [{:+.2f}, {:+.2f}]".format(*c["ci95"])
+        p = "-" if c["p"] is None else f"{c['p']:.2g}"
+        lines.append(f"| {c['a']} vs {c['b']} | {c['difference']:+.2f}{ci} | "
+                     f"{c['pairs']}/{c['of']} | {p} | {c['verdict']} |")
+    return "\n".join(lines)
 
 
 def _cell(value: float | None, digits: str = "+.2f") -> str:
@@ -115,6 +181,10 @@ def markdown(suite: Suite, methods: Mapping[str, dict], tuned: Mapping[str, dict
         wins = "(the reference)" if m["wins"] is None else f"{m['wins']} of {n} tasks"
         lines.append(f"| {m['display']} | {_interval(m['train'])} | {_interval(m['heldout'])} "
                      f"| {wins} | {m['diverged']} of {m['runs']} |")
+    level = seed_level(methods)
+    if level["groups"]:
+        lines += ["", "## Meta-seeds", "", f"Variants compared at the level of meta-seeds: "
+                  f"{SEED_LEVEL}.", "", seed_level_markdown(level)]
     lines += ["", "## Score per task", "",
               "Mean score over the seeds (negative: better than tuned Adam; `(k div.)`: k of "
               f"the {suite.seeds} runs diverged).", "",
@@ -183,7 +253,8 @@ def write_report(out: str | os.PathLike, suite: Suite, methods: Sequence[Method]
         "baselines": list(suite.baselines), "reference": suite.reference,
         "tasks": {t.name: {"spec": t.spec, "steps": t.steps} for t in suite.tasks}},
         "score": SCORE, "intervals": METHOD, "tuned": outcome["tuned"],
-        "methods": scored_methods, "speed": dict(speed) if speed else None}
+        "methods": scored_methods, "seed_level": seed_level(scored_methods),
+        "speed": dict(speed) if speed else None}
     write_json(out / "results.json", results)
     (out / "results.md").write_text(markdown(suite, scored_methods, outcome["tuned"], speed,
                                              (provenance or {}).get("command")))

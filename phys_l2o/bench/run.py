@@ -44,13 +44,14 @@ FORMAT = "phys-l2o-bench/1"
 class Method:
     """A method scored on the suite: a baseline at a fixed learning rate, a baseline tuned per
     task (``tuned``), or a learned optimizer (``source``: a pretrained name or a checkpoint
-    path)."""
+    path; ``group``: the variant of a sweep it is one meta-seed of)."""
 
     name: str
     kind: str  # "tuned", "untuned" or "learned"
     spec: Spec | None = None
     source: str | None = None
     sha256: str | None = None
+    group: str | None = None
 
     def key(self) -> dict[str, Any]:
         return {"kind": self.kind, "spec": self.spec, "sha256": self.sha256}
@@ -88,15 +89,45 @@ def learned_method(source: str) -> Method:
     return Method(path.stem, "learned", source=str(path), sha256=_file_sha256(path))
 
 
+def sweep_methods(run: str | os.PathLike) -> list[Method]:
+    """Every finished learned cell of a sweep's run folder, one method per meta-seed, named
+    ``<variant>-s<seed>`` and grouped by variant (in the sweep's order of variants).
+
+    Raises:
+        FileNotFoundError: ``run`` holds no sweep run or no finished learned cell.
+    """
+    from ..experiments.folder import RunFolder
+    from ..experiments.spec import slug
+
+    folder = RunFolder(run)
+    if not folder.manifest_path.is_file():
+        raise FileNotFoundError(f"{run} holds no sweep run (no sweep.json)")
+    order = [v["name"] for v in folder.read_manifest().get("sweep", {}).get("variants", [])]
+    cells = [(r["method"], r["seed"]) for r in folder.records()
+             if r.get("kind") == "learned" and folder.checkpoint(r["method"], r["seed"]).is_file()]
+    if not cells:
+        raise FileNotFoundError(f"{run} has no finished learned cell yet: run its sweep first")
+    cells.sort(key=lambda c: (order.index(c[0]) if c[0] in order else len(order), c[1]))
+    return [Method(f"{slug(variant)}-s{seed}", "learned",
+                   source=str(folder.checkpoint(variant, seed)),
+                   sha256=_file_sha256(folder.checkpoint(variant, seed)), group=variant)
+            for variant, seed in cells]
+
+
 def suite_methods(suite: Suite, learned: Sequence[str]) -> list[Method]:
-    """The tuned baselines, the untuned ones and the learned optimizers ``learned``.
+    """The tuned baselines, the untuned ones and the learned optimizers ``learned`` (pretrained
+    names, checkpoint files, or sweep run folders: every meta-seed of every variant).
 
     Raises:
         ValueError: two methods with the same name.
     """
     methods = [Method(b, "tuned", spec={"type": b}) for b in suite.baselines]
     methods += [Method(n, "untuned", spec=s) for n, s in suite.untuned.items()]
-    methods += [learned_method(s) for s in learned]
+    for source in learned:
+        if Path(source).is_dir():
+            methods += sweep_methods(source)
+        else:
+            methods.append(learned_method(source))
     seen: dict[str, Method] = {}
     for method in methods:
         if method.name in seen:

@@ -321,8 +321,11 @@ def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
                         device=device, progress=not args.no_progress)
     speed = None
     if not args.no_speed:
-        speed = step_costs(default_factories(
-            [(m.name, m.source) for m in methods if m.kind == "learned"]))
+        learned = {}  # one per variant: the meta-seeds of a variant share its step
+        for m in methods:
+            if m.kind == "learned":
+                learned.setdefault(m.group or m.name, m.source)
+        speed = step_costs(default_factories(learned.items()))
     results = write_report(out, suite, methods, outcome, speed=speed,
                            provenance=provenance("phys-l2o " + shlex.join(argv)))
     text = (out / "results.md").read_text()
@@ -333,15 +336,20 @@ def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_pack(args: argparse.Namespace, argv: list[str]) -> int:
-    from ..pretrained.pack import HERE, note_generalization, pack_runs
+    from ..pretrained.pack import HERE, note_generalization, pack_runs, pack_sweep
 
-    if not args.runs and args.heldout is None:
-        raise UsageError("give the output folders of `reproduce` runs to pack, or --heldout "
-                         "BENCH_DIR")
+    if not args.runs and args.sweep is None and args.heldout is None:
+        raise UsageError("give the output folders of `reproduce` runs to pack, --sweep RUN_DIR "
+                         "--variant VARIANT --name NAME, or --heldout BENCH_DIR")
+    if (args.runs or args.sweep is not None) and args.commit is None:
+        raise UsageError("the following arguments are required: --commit")
+    if args.sweep is not None and (args.variant is None or args.name is None):
+        raise UsageError("--sweep needs --variant (the variant to ship) and --name (its "
+                         "pretrained name)")
     if args.runs:
-        if args.commit is None:
-            raise UsageError("the following arguments are required: --commit")
         pack_runs(args.runs, args.commit, args.threads, args.into or HERE)
+    if args.sweep is not None:
+        pack_sweep(args.sweep, args.variant, args.name, args.commit, args.into or HERE)
     if args.heldout is not None:
         note_generalization(args.heldout, args.into or HERE)
     return 0

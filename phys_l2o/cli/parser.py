@@ -111,7 +111,7 @@ COMMANDS = {"reproduce": "meta-train, evaluate and report one of the paper's exp
             "evaluate": "evaluate a checkpoint or a baseline on test problems",
             "claims": "decide which of the paper's claims hold, from reproduce runs",
             "bench": "score optimizers on tasks no optimizer was meta-trained on; resumable",
-            "pack": "make the package's pretrained weights from reproduce runs"}
+            "pack": "make the package's pretrained weights from reproduce or sweep runs"}
 
 
 def build_parser(full: bool = True) -> argparse.ArgumentParser:
@@ -266,8 +266,13 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                         description="Write each learned optimizer of each run (its first "
                         "meta-seed's best weights) as <name>-<task>.pt with its manifest entry.")
     pk.add_argument("runs", type=Path, nargs="*", help="output folders of `reproduce`")
+    pk.add_argument("--sweep", type=Path, default=None, metavar="RUN_DIR",
+                    help="a sweep's run folder: ship its --variant as --name (the meta-seed "
+                         "best on the sweep's own test targets)")
+    pk.add_argument("--variant", default=None, help="the variant of --sweep to ship")
+    pk.add_argument("--name", default=None, help="the pretrained name to ship --variant as")
     pk.add_argument("--commit", default=None,
-                    help="the commit the runs were made at (required with runs)")
+                    help="the commit the runs were made at (required with runs or --sweep)")
     pk.add_argument("--heldout", type=Path, default=None, metavar="BENCH_DIR",
                     help="a `phys-l2o bench heldout` folder that scored the shipped weights: "
                          "write what it found into each one's manifest entry "

@@ -8,7 +8,7 @@ from .estimators import GradientEstimator, MetaStep, TruncatedBPTT
 from .evaluate import compare, evaluate
 from .rollout import rollout
 from .state import MetaTrainingDiverged, MetaTrainingInterrupted, Schedule, TrainResult, TrainState
-from .stats import bootstrap_ci, paired_difference, summarize
+from .stats import bootstrap_ci, paired_difference, seed_comparison, summarize
 from .train import MetaTrainer, meta_train
 
 __all__ = [
@@ -38,5 +38,6 @@ __all__ = [
     "paired_difference",
     "rollout",
     "save_checkpoint",
+    "seed_comparison",
     "summarize",
 ]

@@ -36,12 +36,14 @@ rule). An optimizer whose step ``vmap`` cannot run (a custom ``autograd.Function
 with a warning: same values, one step call per member. The step is always the module's own,
 eager (a ``compiled()`` wrapper's compiled code is not used).
 
-Everything runs under ``torch.no_grad()``. The noise comes from the global torch generator
-(drawn on the CPU), which the training state saves, so a resumed run equals an uninterrupted
-one. In a data-parallel run each rank estimates on its share of the problems and ``MetaStep``
-averages the estimates: with the same noise on every rank (their global generators start and
-draw alike) this is the estimate of one process with the whole meta-batch, and an unbiased
-one in any case. The pairs themselves are not sharded across ranks.
+Everything runs under ``torch.no_grad()``. The noise is drawn on the CPU from the training
+state's generator (the one the problems are sampled from, seeded by the meta-training's seed
+and saved with the state), so a run is reproducible whatever else its process drew, and a
+resumed run equals an uninterrupted one. In a data-parallel run every rank draws the same
+problems and the same noise from that generator, runs the whole population on its share of the
+problems, and ``MetaStep`` averages the estimates: the estimate of one process with the whole
+meta-batch (a test checks the weights of two ranks against one process). The pairs themselves
+are not sharded across ranks.
 """
 
 from __future__ import annotations
@@ -294,14 +296,16 @@ class EvolutionStrategies(GradientEstimator):
         return (f"EvolutionStrategies(population={self.population}, sigma={self.sigma}, "
                 f"objective={self.objective!r})")
 
-    def estimate(self, optimizer: Optimizer, task: Task, problems: Problems,
-                 steps: int) -> Tensor:
+    def estimate(self, optimizer: Optimizer, task: Task, problems: Problems, steps: int,
+                 generator: torch.Generator | None = None) -> Tensor:
         """The meta-gradient estimate ``(dims,)`` over the trajectory, flattened like
-        ``flat_weights``; draws ``population / 2`` noise vectors."""
+        ``flat_weights``; draws ``population / 2`` noise vectors from ``generator`` (a CPU
+        generator; default: the global one)."""
         positive_int("steps", steps)
         theta = flat_weights(learned_module(optimizer))
         pairs = self.population // 2
-        eps = torch.randn(pairs, theta.numel(), dtype=theta.dtype).to(theta.device)
+        eps = torch.randn(pairs, theta.numel(), generator=generator,
+                          dtype=theta.dtype).to(theta.device)
         members = Population(optimizer, task, problems, self.population,
                              objective=self.objective, vectorize=self.vectorize)
         with torch.no_grad():
@@ -310,7 +314,7 @@ class EvolutionStrategies(GradientEstimator):
 
     def trajectory(self, optimizer: Optimizer, task: Task, problems: Problems, steps: int,
                    meta_step: MetaStep) -> None:
-        grad = self.estimate(optimizer, task, problems, steps)
+        grad = self.estimate(optimizer, task, problems, steps, meta_step.state.generator)
         meta_step.gradients(per_weight(learned_module(optimizer), grad))
 
 
@@ -351,7 +355,8 @@ class PES(GradientEstimator):
         xi: Tensor | None = None
         for start in range(0, steps, self.unroll):
             theta = flat_weights(module)
-            eps = torch.randn(pairs, theta.numel(), dtype=theta.dtype).to(theta.device)
+            eps = torch.randn(pairs, theta.numel(), generator=meta_step.state.generator,
+                              dtype=theta.dtype).to(theta.device)
             xi = eps if xi is None else xi + eps
             with torch.no_grad():
                 values = particles.run(theta + self.sigma * torch.cat([eps, -eps]),

@@ -9,6 +9,12 @@ problems is narrow. A paired difference of two methods resamples the problems jo
 same problems for both) and each method's seeds on their own. Intervals are percentile
 intervals (95%, 10,000 resamples, fixed seed): the final loss on random problems is
 heavy-tailed, so a normal interval would mislead.
+
+The bootstrap treats a few meta-seeds as if they were many, so a comparison is also made *at the
+level of seeds* (``seed_comparison``): one value per meta-seed (its mean final loss, or its
+score on a suite), a t-interval of the difference over seeds, how many of the seed pairs point
+the same way ("k of n"), and a rank test over seeds. A direction is called only when the
+t-interval excludes 0 and every seed pair agrees; one run on either side never decides.
 """
 
 from __future__ import annotations
@@ -103,6 +109,60 @@ def paired_difference(a: np.ndarray, b: np.ndarray) -> dict:
                          f"{b.shape[1]}")
     lo, hi = _interval([a, b], [1.0, -1.0], 0.95)
     return {"mean": float(a.mean() - b.mean()), "ci95": [lo, hi]}
+
+
+def seed_comparison(a, b, level: float = 0.95) -> dict:
+    """Method ``a`` against method ``b`` at the level of meta-seeds (lower is better).
+
+    Args:
+        a: one value per meta-seed of ``a`` (its mean final loss or suite score, say).
+        b: the same for ``b``, or a number for a method without meta-seeds (a baseline).
+        level: confidence level of the interval.
+
+    Returns:
+        ``difference`` (mean of ``a`` minus mean of ``b``); ``ci95``, its t-interval over
+        seeds (Welch's; against a baseline, a one-sample interval of ``a - b``; ``None`` for
+        one run); ``pairs`` and ``of``: of the ``len(a) * len(b)`` seed pairs, how many have
+        ``a`` below ``b``; ``p``: the two-sided p-value of a rank test over seeds
+        (Mann-Whitney U; Wilcoxon's signed-rank test of ``a - b`` against a baseline;
+        ``None`` for one run); ``seeds``: the seed counts; ``verdict``: ``"better"`` (``a``
+        lower) or ``"worse"`` when the interval excludes 0 and every pair agrees, ``"one
+        run"`` when a side is a single meta-seed (one run never decides), else
+        ``"undecided"``.
+
+    Raises:
+        ValueError: an empty side or a non-finite value.
+    """
+    baseline = np.ndim(b) == 0
+    a, b = np.ravel(np.asarray(a, dtype=np.float64)), np.ravel(np.asarray(b, dtype=np.float64))
+    for name, side in (("a", a), ("b", b)):
+        if side.size == 0 or not np.all(np.isfinite(side)):
+            raise ValueError(f"{name} must hold one finite value per seed, got {side.tolist()}")
+    below = int((a[:, None] < b[None, :]).sum())
+    above = int((a[:, None] > b[None, :]).sum())
+    out = {"difference": float(a.mean() - b.mean()), "ci95": None, "pairs": below,
+           "of": int(a.size * b.size), "p": None, "seeds": [int(a.size), int(b.size)]}
+    if a.size == 1 or (b.size == 1 and not baseline):
+        out["verdict"] = "one run"
+        return out
+    if baseline:
+        differences = a - b
+        test = stats.ttest_1samp(differences, 0.0)
+        out["p"] = float(stats.wilcoxon(differences).pvalue) if np.any(differences) else 1.0
+    else:
+        test = stats.ttest_ind(a, b, equal_var=False)
+        out["p"] = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    lo, hi = test.confidence_interval(confidence_level=level)
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # no spread over seeds: a point
+        lo = hi = out["difference"]
+    out["ci95"] = [float(lo), float(hi)]
+    if hi < 0 and below == out["of"]:
+        out["verdict"] = "better"
+    elif lo > 0 and above == out["of"]:
+        out["verdict"] = "worse"
+    else:
+        out["verdict"] = "undecided"
+    return out
 
 
 def finite_or_none(x: float) -> float | None:

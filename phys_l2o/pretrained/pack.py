@@ -1,19 +1,30 @@
-"""Make the package's pretrained weights from the output folders of ``phys-l2o reproduce``.
+"""Make the package's pretrained weights from run folders.
 
     phys-l2o pack --commit REV RUN_DIR [RUN_DIR ...]
+    phys-l2o pack --commit REV --sweep RUN_DIR --variant VARIANT --name NAME
 
-For each learned optimizer of each run (its first meta-seed's checkpoint in the run folder),
-writes ``<name>-<task>.pt`` here (the spec and the best weights) and its manifest entry: the command
-that made it (its data folder written ``DIR``, its output folder ``runs/<task>``), the commit,
-the torch threads it ran with, the seed and budget,
-the schedule, the validation loss, and its rows of the run's test tables.
+For each learned optimizer of each ``phys-l2o reproduce`` run (its first meta-seed's checkpoint
+in the run folder), writes ``<name>-<task>.pt`` here (the spec and the best weights) and its
+manifest entry: the command that made it (its data folder written ``DIR``, its output folder
+``runs/<task>``), the commit, the torch threads it ran with, the seed and budget, the schedule,
+the validation loss, and its rows of the run's test tables.
+
+From a sweep's run folder (``--sweep``), one variant is shipped as ``NAME``: the meta-seed with
+the lowest mean log final loss on the sweep's own test targets (tasks of its training
+distribution, never the held-out suite), its checkpoint copied byte for byte (so a held-out
+score of that cell is a score of the shipped file), with how it was chosen and how long it
+meta-trained. ``--heldout`` then writes what the held-out suite found into every entry whose
+weights it scored (``generalization_note``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import shlex
+import shutil
 from pathlib import Path
 
 from ..experiments.folder import RunFolder
@@ -78,6 +89,17 @@ def pack(run: str | os.PathLike, commit: str, threads: int | None, manifest: dic
               f"{entry['validation_loss']:.4g})")
 
 
+def advice(wins: int, beats_untuned: int, raises: int, diverged: int, tasks: int) -> str:
+    """What a user should take from a held-out score, in one sentence: no more than it shows."""
+    if diverged == 0 and raises == 0 and 2 * wins > tasks:
+        return "On tasks like these it is a first choice, ahead of a tuned Adam."
+    if diverged == 0 and raises == 0 and 2 * beats_untuned > tasks:
+        return ("Where you cannot tune a learning rate it is a better start than Adam at lr "
+                "1e-3 on tasks like these; where you can, a tuned Adam is the better choice.")
+    return ("Use it on the task it was meta-trained on; elsewhere a tuned Adam is the better "
+            "choice.")
+
+
 def generalization_note(results: dict, name: str, untuned: str = "adam-1e-3") -> dict:
     """What the held-out suite (the ``results.json`` of a ``phys-l2o bench`` run) says about
     the shipped optimizer ``name``: its aggregate score against tuned Adam, the tasks where it
@@ -95,8 +117,8 @@ def generalization_note(results: dict, name: str, untuned: str = "adam-1e-3") ->
             f"[{lo:+.2f}, {hi:+.2f}]); it beats Adam at lr 1e-3 on {len(beats)} "
             + (f"({', '.join(beats)})" if beats else "") + "; it raises the training loss "
             f"on {len(raises)}" + (f" ({', '.join(raises)})" if raises else "")
-            + f"; {method['diverged']} of {method['runs']} runs diverged. Use it on the task "
-            "it was meta-trained on; elsewhere a tuned Adam is the better choice.")
+            + f"; {method['diverged']} of {method['runs']} runs diverged. "
+            + advice(method["wins"], len(beats), len(raises), method["diverged"], n))
     return {"suite": results["suite"]["name"], "tasks": n, "seeds": seeds,
             "iqm": method["train"]["iqm"], "ci95": [lo, hi], "wins": method["wins"],
             "beats_untuned_adam": beats, "raises_loss": raises,
@@ -104,28 +126,33 @@ def generalization_note(results: dict, name: str, untuned: str = "adam-1e-3") ->
             "commit": results.get("commit"), "note": note}
 
 
+def scored_as(results: dict, name: str, weights: str | os.PathLike) -> str | None:
+    """The method of a bench's ``results`` that scored the file ``weights`` (the same
+    SHA-256): ``name`` itself, or another (a sweep's cell shipped as ``name``); ``None``."""
+    sha = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    scored = [m for m, e in results["methods"].items() if e.get("sha256") == sha]
+    return name if name in scored else (scored[0] if scored else None)
+
+
 def note_generalization(bench: str | os.PathLike, into: str | os.PathLike = HERE) -> dict:
     """Write each shipped optimizer's ``generalization`` entry into ``into/manifest.json``
-    from a ``phys-l2o bench`` folder that scored it, when the weights it scored are the
-    shipped ones (the same SHA-256); returns the manifest.
+    from a ``phys-l2o bench`` folder that scored its weights (a method with the same SHA-256,
+    under any name); returns the manifest.
 
     Raises:
         ValueError: the folder scored none of the shipped optimizers' current weights.
     """
-    import hashlib
-
     into = Path(into)
     path = into / "manifest.json"
     document = json.loads(path.read_text())
     results = json.loads((Path(bench) / "results.json").read_text())
     noted = []
     for name, entry in document["optimizers"].items():
-        scored = results["methods"].get(name)
-        sha = hashlib.sha256((into / entry["file"]).read_bytes()).hexdigest()
-        if scored is None or scored.get("sha256") != sha:
+        scored = scored_as(results, name, into / entry["file"])
+        if scored is None:
             entry.pop("generalization", None)  # a note on other weights would mislead
             continue
-        entry["generalization"] = generalization_note(results, name)
+        entry["generalization"] = generalization_note(results, scored)
         noted.append(name)
     if not noted:
         raise ValueError(f"{bench} scored none of the shipped optimizers' weights; run "
@@ -146,4 +173,74 @@ def pack_runs(runs: list[str | os.PathLike], commit: str, threads: int | None = 
         pack(run, commit, threads, document["optimizers"], into)
     document["optimizers"] = dict(sorted(document["optimizers"].items()))
     path.write_text(json.dumps(document, indent=2) + "\n")
+    return document
+
+
+def final_summary(finals: list) -> dict:
+    """Mean final loss over the problems that did not diverge, and how many did."""
+    finite = [float(v) for v in finals if v is not None and math.isfinite(v)]
+    return {"mean": sum(finite) / len(finite) if finite else None,
+            "diverged": len(finals) - len(finite), "problems": len(finals)}
+
+
+def target_score(record: dict) -> float:
+    """A sweep cell's mean over its test targets of the mean log final loss (lower is better;
+    a diverged problem counts as infinite)."""
+    means = []
+    for target in record["targets"].values():
+        finals = [math.inf if v is None else float(v) for v in target["final"]]
+        means.append(sum(math.log(max(v, 1e-12)) for v in finals) / len(finals))
+    return sum(means) / len(means)
+
+
+def pack_sweep(run: str | os.PathLike, variant: str, name: str, commit: str,
+               into: str | os.PathLike = HERE) -> dict:
+    """Ship one variant of a sweep's run folder as the pretrained optimizer ``name``: the
+    meta-seed with the best ``target_score`` (the sweep's in-distribution test targets, never
+    a held-out task), copied byte for byte, with its manifest entry; returns the manifest.
+
+    Raises:
+        FileNotFoundError: the folder has no finished cell of ``variant``, or the sweep has not
+            run to its end (its command is written then).
+    """
+    from ..experiments.folder import RunFolder
+
+    folder, into = RunFolder(run), Path(into)
+    manifest = folder.read_manifest()
+    records = [r for r in folder.records() if r.get("method") == variant
+               and r.get("kind") == "learned" and folder.checkpoint(variant, r["seed"]).is_file()]
+    if not records:
+        variants = [v["name"] for v in manifest["sweep"].get("variants", [])]
+        raise FileNotFoundError(f"{run} has no finished cell of variant {variant!r} (the sweep's "
+                                f"variants: {', '.join(variants)})")
+    scores = {r["seed"]: target_score(r) for r in records}
+    chosen = min(records, key=lambda r: (scores[r["seed"]], r["seed"]))
+    seed = chosen["seed"]
+    optimizer, meta = load_checkpoint(folder.checkpoint(variant, seed))
+    entry_variant = next(v for v in manifest["sweep"]["variants"] if v["name"] == variant)
+    results = folder.read_results()  # the sweep ran to its end: its command is known
+    sweep = manifest["sweep"]
+    entry = {
+        "file": f"{name}.pt", "spec": optimizer.spec(), "params": optimizer.num_params(),
+        "task": sweep["name"], "task_spec": sweep["train"],
+        "variant": variant, "estimator": entry_variant.get("estimator"),
+        "command": public_command(results["command"], sweep["name"]),
+        "commit": commit, "cell_commit": chosen.get("versions", {}).get("commit"),
+        "threads": chosen.get("threads"), "seed": seed, "budget": manifest["budget"],
+        "sizes": manifest.get("sizes"), "torch": chosen.get("versions", {}).get("torch"),
+        "schedule": chosen.get("schedule"), "seconds": chosen["seconds"],
+        "best_epoch": meta.get("best_epoch"), "validation_loss": meta.get("best_validation"),
+        "selection": {"rule": "the meta-seed with the lowest mean log final loss on the "
+                              "sweep's test targets (its training distribution)",
+                      "scores": {str(k): v for k, v in sorted(scores.items())}},
+        "test": {t: final_summary(v["final"]) for t, v in chosen["targets"].items()},
+    }
+    shutil.copyfile(folder.checkpoint(variant, seed), into / entry["file"])
+    path = into / "manifest.json"
+    document = json.loads(path.read_text()) if path.exists() else {"optimizers": {}}
+    document["optimizers"][name] = entry
+    document["optimizers"] = dict(sorted(document["optimizers"].items()))
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {entry['file']}: {variant!r} meta-seed {seed} of {len(records)} "
+          f"({optimizer.num_params()} weights, {entry['seconds'] / 60:.0f} min of meta-training)")
     return document
