@@ -20,6 +20,11 @@ keeps freed memory in the process for reuse (``keep_freed_memory``): page faults
 and the kernel's share to about 2%, at the price of a larger resident size (2.2-2.7 GB instead
 of 1.9 GB for that run).
 
+**Workers.** The sweep runner runs the cells of a run side by side in worker processes of one
+thread each (``experiments.runner.run_cells``), as many as the cores allow, so that a run of
+one process leaves no core idle; each worker dies with the process that started it
+(``die_with_parent``).
+
 **Ranks.** ``torchrun --nproc-per-node N --no-python phys-l2o sweep ...`` starts N processes
 (and more machines join through torchrun's rendezvous); ``distributed()`` joins them into one
 process group: gloo on CPU, NCCL (plus gloo for Python objects) on GPUs, each rank on the GPU of
@@ -98,6 +103,29 @@ def configure_threads(requested: int | None = None) -> int:
     except RuntimeError:  # already set, or parallel work has started: leave it
         pass
     return threads
+
+
+#: Linux's ``prctl`` option that signals a process when its parent dies
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> bool:
+    """Make this process (a worker) be killed when its parent process ``parent`` dies, so a
+    worker never goes on writing a run's files after the run was killed (Linux's
+    ``PR_SET_PDEATHSIG``); exits at once if the parent is already gone. Returns whether it
+    applied (False off Linux)."""
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+    return True
 
 
 #: glibc's ``mallopt`` parameters

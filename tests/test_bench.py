@@ -14,7 +14,13 @@ from phys_l2o import build
 from phys_l2o.bench import SuiteError, check_not_heldout, load_suite, parse_suite
 from phys_l2o.bench.speed import default_factories, step_costs
 from phys_l2o.cli import main
-from phys_l2o.experiments.claims import FAILS, HOLDS, UNDECIDED, heldout_claim
+from phys_l2o.experiments.claims import (
+    FAILS,
+    HOLDS,
+    UNDECIDED,
+    heldout_claim,
+    structure_claim,
+)
 from phys_l2o.optim import pretrained_info, pretrained_names
 
 #: the task each shipped optimizer was meta-trained on, as its manifest names it.
@@ -304,3 +310,23 @@ def test_step_costs_report_time_and_the_state_adam_keeps():
     adam = costs["Adam"]["state_bytes"]
     assert 2 * 4 * params <= adam <= 2 * 4 * params + 8 * 4  # two moments, a step per tensor
     assert costs["SGD+momentum"]["state_bytes"] == 4 * params
+
+
+def test_the_structure_claims_are_decided_over_meta_seeds(tmp_path):
+    from phys_l2o.bench.report import seed_level
+
+    def verdict(hnn, mlp):
+        methods = {f"{group}-s{k}": {"kind": "learned", "group": group, "diverged": 0,
+                                     "runs": 60, "train": {"iqm": value}}
+                   for group, values in (("hnn features", hnn), ("mlp", mlp))
+                   for k, value in enumerate(values)}
+        (tmp_path / "results.json").write_text(json.dumps({"seed_level": seed_level(methods)}))
+        return structure_claim(tmp_path, "hnn features", "mlp")
+
+    assert verdict([0.2, 0.25, 0.22], [0.6, 0.7, 0.65])[0] == HOLDS
+    assert verdict([0.6, 0.7, 0.65], [0.2, 0.25, 0.22])[0] == FAILS
+    held, evidence = verdict([0.2, 0.7, 0.22], [0.6, 0.25, 0.65])  # seeds that disagree
+    assert held == UNDECIDED and "in 6 of 9 seed pairs" in evidence
+    assert verdict([0.2], [0.6])[0] == UNDECIDED  # one meta-seed each never decides
+    with pytest.raises(KeyError):
+        structure_claim(tmp_path, "hnn features", "lstm")

@@ -203,6 +203,27 @@ def test_two_gloo_processes_give_the_results_of_one(tiny, tmp_path):
     assert finals_only(finals(two)) == finals_only(finals(one))
 
 
+def test_workers_give_the_results_of_one_process_longest_cells_first(tiny, tmp_path, capsys):
+    from phys_l2o.experiments.plan import make_plan
+    from phys_l2o.experiments.runner import default_workers, expected_cost, longest_first
+
+    plan = make_plan(load_sweep(tiny), None, out=tmp_path / "plan")
+    order = longest_first(plan, plan.cells())
+    assert [c.learned for c in order] == [True] * 4 + [False] * 2  # meta-training first
+    assert expected_cost(plan, order[0]) >= expected_cost(plan, order[3]) > 0
+    assert default_workers(6, torch.device("cpu"), 1, world=2) == 1  # torchrun's ranks share
+    assert default_workers(1, torch.device("cpu"), 1, world=1) == 1  # one cell: one process
+
+    one = run_sweep(tiny, out=tmp_path / "one", device="cpu", progress=False, workers=1)
+    capsys.readouterr()
+    two = run_sweep(tiny, out=tmp_path / "two", device="cpu", progress=False, workers=2)
+    assert "6 to run on 2 processes" in capsys.readouterr().out
+    assert two["workers"] == 2 and one["workers"] == 1
+    assert finals_only(finals(tmp_path / "two")) == finals_only(finals(tmp_path / "one"))
+    with pytest.raises(SweepError, match="workers must be a positive integer"):
+        run_sweep(tiny, out=tmp_path / "bad", workers=0)
+
+
 def test_the_thread_policy(monkeypatch, tiny, tmp_path):
     before = torch.get_num_threads()
     try:
@@ -277,7 +298,8 @@ def test_a_resumed_cell_counts_the_time_of_earlier_processes(tiny, tmp_path, mon
 
     monkeypatch.setattr(training, "meta_train", resumed)
     started = time.perf_counter()
-    run_sweep(tiny, out=tmp_path / "out", device="cpu", progress=False, seeds=1)
+    # one worker: the cells run in this process, where meta_train is replaced
+    run_sweep(tiny, out=tmp_path / "out", device="cpu", progress=False, seeds=1, workers=1)
     took = time.perf_counter() - started
     for path in (tmp_path / "out" / "cells").glob("*/*.json"):
         record = json.loads(path.read_text())

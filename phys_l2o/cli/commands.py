@@ -96,7 +96,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         threads=args.threads, data_root=args.data_root, compile=args.compile,
         overwrite=args.overwrite, progress=not args.no_progress,
         command="phys-l2o " + shlex.join(argv), protocol=args.protocol,
-        max_seeds=dict(args.max_seeds)))
+        max_seeds=dict(args.max_seeds), workers=args.workers))
 
 
 def default_out(name: str, protocol: str) -> Path:
@@ -113,17 +113,15 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         device=args.device, progress=not args.no_progress, meta_batch=args.meta_batch,
         data_root=args.data_root, compile=args.compile, threads=args.threads,
         command="phys-l2o " + shlex.join(argv), overwrite=args.overwrite,
-        protocol=args.protocol, max_seeds=dict(args.max_seeds)))
+        protocol=args.protocol, max_seeds=dict(args.max_seeds), workers=args.workers))
 
 
 def run_and_report(args: argparse.Namespace, argv: list[str], run) -> int:
     """Run a sweep (``run()``, which checks ``--out`` before any work), print its table
     (rank 0), and turn Ctrl-C into one line that says how to continue."""
-    from ..meta import MetaTrainingInterrupted
-
     try:
         results = run()
-    except MetaTrainingInterrupted:
+    except KeyboardInterrupt:  # MetaTrainingInterrupted, or Ctrl-C while workers ran
         command = shlex.join(["phys-l2o", *[a for a in argv if a != "--overwrite"]])
         print(f"phys-l2o: interrupted; the finished cells and the training state of the cell in "
               f"progress are in {args.out}; continue with: {command}", file=sys.stderr)

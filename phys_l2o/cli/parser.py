@@ -95,6 +95,13 @@ def add_protocol(p: argparse.ArgumentParser, evaluation: bool = True) -> None:
                            "; its evaluation differences belong to reproduce and sweep)"))
 
 
+def add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="worker processes that run the cells side by side, each with --threads "
+                        "threads (default: the cores divided by --threads in one process on "
+                        "the CPU, else 1; 1: the cells one after another in this process)")
+
+
 def add_again(p: argparse.ArgumentParser, exists: str, resume: str | None) -> None:
     """--overwrite and (where a run can be continued) --resume."""
     again = p.add_mutually_exclusive_group()
@@ -148,6 +155,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     add_protocol(rep)
     add_max_seeds(rep)
     add_again(rep, "the output folder holds another run's results", None)
+    add_workers(rep)
     add_compile(rep)
     add_common(rep)
 
@@ -155,9 +163,10 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                         description="Run a sweep file: every variant meta-trained with every "
                         "seed and evaluated, with the baselines, on the same test problems of "
                         "every target. Each finished cell is written at once; running the same "
-                        "command again on the same --out resumes. Under `torchrun "
-                        "--nproc-per-node N --no-python phys-l2o sweep ...` the cells are "
-                        "shared among the processes.")
+                        "command again on the same --out resumes. The cells run side by side "
+                        "in worker processes (--workers); under `torchrun --nproc-per-node N "
+                        "--no-python phys-l2o sweep ...` they are shared among the processes "
+                        "(of one or more machines).")
     sw.add_argument("file", type=Path, help="a sweep file (TOML)")
     sw.add_argument("--budget", default=None,
                     help="a budget of the sweep file (default: its default_budget, else its "
@@ -170,6 +179,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     add_protocol(sw)
     add_max_seeds(sw)
     add_again(sw, "--out holds a run of another sweep or budget", None)
+    add_workers(sw)
     add_compile(sw)
     add_common(sw, seed=False)
 

@@ -10,7 +10,8 @@ mean, and does not hold when one lies entirely outside it.
 
 With ``--heldout BENCH_DIR`` (a ``phys-l2o bench heldout`` folder that scored the shipped
 optimizers) the table adds the paper's generalization claim, decided on tasks that no shipped
-optimizer was meta-trained on.
+optimizer was meta-trained on; where that folder also scored the generalization sweep's run
+folder, the structure claims, decided over its variants' meta-seeds (``structure_claim``).
 """
 
 from __future__ import annotations
@@ -104,6 +105,14 @@ HELDOUT_CLAIMS = (
     ("held-out suite: the HNN meta-trained on quadratics generalizes better than the LSTM",
      "hnn-quadratic", "lstm-quadratic"),
 )
+#: the structure claims, decided over meta-seeds of the generalization sweep's variants
+#: (``phys_l2o/sweeps/generalization.toml``) scored on the suite: the HNN against a control.
+STRUCTURE_CLAIMS = (
+    ("held-out suite, meta-trained on a task mixture: the port-Hamiltonian structure beats an "
+     "unstructured MLP with the same inputs and budget", "hnn features", "mlp"),
+    ("held-out suite, meta-trained on a task mixture: the HNN beats the LSTM at the same "
+     "budget", "hnn features", "lstm"),
+)
 #: the protocol the shipped optimizers were meta-trained under.
 SHIPPED_PROTOCOL = "corrected"
 
@@ -132,6 +141,28 @@ def heldout_claim(folder: str | Path, hnn: str, lstm: str) -> tuple[str, str]:
                      f"{hnn} - {lstm} {diff['difference']:+.3g} [{lo:+.3g}, {hi:+.3g}] "
                      "(one meta-trained optimizer each: the interval covers the tasks' "
                      "problems, not meta-training)")
+
+
+def structure_claim(folder: str | Path, hnn: str, control: str) -> tuple[str, str]:
+    """The variant ``hnn`` beats the variant ``control`` on a held-out suite, decided over
+    their meta-seeds (``bench.report.seed_level``: each meta-seed's IQM score one value, a
+    Welch t-interval of the difference, every seed pair agreeing), read from a ``phys-l2o
+    bench`` folder that scored a sweep's run folder."""
+    import json
+
+    results = json.loads((Path(folder) / "results.json").read_text())
+    level = results.get("seed_level") or {}
+    found = [c for c in level.get("comparisons", []) if (c["a"], c["b"]) == (hnn, control)]
+    if not found:
+        raise KeyError(f"{hnn} vs {control}")
+    c = found[0]
+    verdict = {"better": HOLDS, "worse": FAILS}.get(c["verdict"], UNDECIDED)
+    n_a, n_b = c["seeds"]
+    ci = "" if c["ci95"] is None else " [{:+.3g}, {:+.3g}]".format(*c["ci95"])
+    p = "" if c["p"] is None else f", Mann-Whitney p = {c['p']:.2g}"
+    return verdict, (f"mean over meta-seeds of the IQM of ln(loss / tuned Adam's): {hnn} - "
+                     f"{control} {c['difference']:+.3g}{ci} (t-interval over {n_a} and {n_b} "
+                     f"meta-seeds); {hnn} lower in {c['pairs']} of {c['of']} seed pairs{p}")
 
 
 def decide(runs: Mapping[str, Sequence[str | Path]],
@@ -183,6 +214,17 @@ def decide(runs: Mapping[str, Sequence[str | Path]],
                     if p == SHIPPED_PROTOCOL else
                     {"verdict": MISSING, "evidence": "the suite scores the shipped optimizers "
                      f"({SHIPPED_PROTOCOL} protocol)", "seeds": {}})
+                for p in runs}})
+        for text, hnn, control in STRUCTURE_CLAIMS:
+            try:
+                verdict, evidence = structure_claim(heldout, hnn, control)
+            except (OSError, KeyError, ValueError) as missing:
+                verdict, evidence = MISSING, f"no seed-level scores of {missing} in {heldout}"
+            rows.append({"claim": text, **{
+                p: ({"verdict": verdict, "evidence": evidence, "seeds": {}}
+                    if p == SHIPPED_PROTOCOL else
+                    {"verdict": MISSING, "evidence": "the generalization sweep runs under the "
+                     f"{SHIPPED_PROTOCOL} protocol", "seeds": {}})
                 for p in runs}})
     return rows
 

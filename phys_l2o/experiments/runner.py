@@ -5,15 +5,25 @@ A run splits its plan into cells and writes every cell's record into the run fol
 it finishes, atomically; a learned cell also writes its checkpoint beside it and, while it
 trains, its training state (see ``experiments.folder``). Running the same sweep on the same
 ``out`` again resumes: finished cells are read back, a cell that was meta-training goes on from
-its last epoch. Under ``torchrun`` the cells are dealt to the ranks round-robin and rank 0
-gathers the records and writes the reports (``experiments.report``).
+its last epoch.
+
+The cells to run are ordered longest-expected first (``longest_first``: meta-training before
+evaluation, the most optimizee steps first), so that a long cell never runs alone at the end.
+Under ``torchrun`` they are dealt to the ranks round-robin in that order and rank 0 gathers the
+records and writes the reports (``experiments.report``). Each process runs its cells with
+``workers`` worker processes of one thread each (``run_cells``): by default, in a run of one
+process on the CPU, as many as its cores allow, so that no core idles. A cell's record is the
+same whichever process runs it: its seeds are its own.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import pickle
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
@@ -153,7 +163,8 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
               overrides: Mapping[str, int | None] | None = None, overwrite: bool = False,
               progress: bool = True, command: str | None = None,
               protocol: str = "corrected",
-              max_seeds: Mapping[str, int] | None = None) -> dict | None:
+              max_seeds: Mapping[str, int] | None = None,
+              workers: int | None = None) -> dict | None:
     """Run a sweep (a ``Sweep`` or a sweep file) into ``out`` and write its reports.
 
     Finished cells already in ``out`` (of the same sweep and budget) are reused; a cell that
@@ -173,22 +184,29 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
         protocol: ``corrected`` (this project's) or ``reference`` (the original code's); see
             ``experiments.protocols``.
         max_seeds: ``{variant: n}``: run only the first ``n`` seeds of a costly variant.
+        workers: worker processes that run this process's cells (default:
+            ``default_workers``); 1 runs them one after another in this process.
 
     Returns:
         The report (``results.json``'s contents) on rank 0, ``None`` on other ranks.
 
     Raises:
-        SweepError: a bad sweep, budget or seeds, or an ``out`` that holds another run.
-        MetaTrainingInterrupted: on Ctrl-C; finished cells and the training state of the cell
-            in progress are on disk, and the same call continues.
+        SweepError: a bad sweep, budget, seeds or workers, or an ``out`` that holds another
+            run.
+        KeyboardInterrupt: on Ctrl-C (``MetaTrainingInterrupted`` when the cell was
+            meta-training in this process); finished cells and the training states of the
+            cells in progress are on disk, and the same call continues.
     """
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
     plan = make_plan(sweep, budget, out=out, seeds=seeds, overrides=overrides, protocol=protocol,
                      max_seeds=max_seeds)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise SweepError(f"workers must be a positive integer, got {workers!r}")
     with parallel.thread_policy(threads) as count:
         return _run(plan, count, device=device, data_root=data_root, compile=compile,
-                    overwrite=overwrite, progress=progress, command=command)
+                    overwrite=overwrite, progress=progress, command=command, workers=workers)
 
 
 def reproduce(task: str, budget: str = "smoke", *, out: str | os.PathLike, seed: int = 0,
@@ -200,8 +218,83 @@ def reproduce(task: str, budget: str = "smoke", *, out: str | os.PathLike, seed:
                      overrides={"meta_batch": meta_batch}, **options)
 
 
+def default_workers(cells: int, device: torch.device, threads: int, world: int) -> int:
+    """Worker processes for ``cells`` cells of one process: on the CPU in a one-process run,
+    as many as the cores allow at ``threads`` threads each (at most one per cell); otherwise
+    1 (torchrun's ranks already share the machine's cores; a GPU is not shared)."""
+    if world > 1 or device.type != "cpu":
+        return 1
+    return max(1, min(cells, parallel.available_cores() // threads))
+
+
+def expected_cost(plan: Plan, cell: Cell) -> int:
+    """A cell's expected cost, to order cells by: a learned cell's optimizee steps of
+    meta-training (epochs x trajectories x meta-batch x steps), times its population for an
+    evolution-strategies estimator; 0 for a baseline (it only evaluates)."""
+    if not cell.learned:
+        return 0
+    variant = plan.sweep.variant(cell.method)
+    schedule = plan.schedule(variant)
+    estimator = plan.setup(variant)[1].get("estimator")
+    population = estimator.get("population", 1) if isinstance(estimator, Mapping) else 1
+    return (schedule.epochs * schedule.trajectories * schedule.meta_batch * schedule.steps
+            * population)
+
+
+def longest_first(plan: Plan, cells: Sequence[Cell]) -> list[Cell]:
+    """``cells`` by ``expected_cost``, the largest first (ties in the order given)."""
+    return sorted(cells, key=lambda c: -expected_cost(plan, c))
+
+
+#: a worker process's runner (``_start_worker`` builds it once per process).
+_WORKER: Runner | None = None
+
+
+def _start_worker(plan: Plan, options: dict, parent: int) -> None:
+    global _WORKER
+    parallel.die_with_parent(parent)  # a killed run leaves no worker writing its files
+    parallel.keep_freed_memory()
+    parallel.configure_threads(options["threads"])
+    _WORKER = Runner(plan, **options)
+
+
+def _run_in_worker(cell: Cell) -> dict:
+    try:
+        return _WORKER.run(cell)
+    except Exception as error:  # an error that cannot cross processes comes as its text
+        try:
+            pickle.loads(pickle.dumps(error))
+        except Exception:
+            raise RuntimeError(f"{cell}: {type(error).__name__}: {error}") from None
+        raise
+
+
+def run_cells(plan: Plan, cells: Sequence[Cell], workers: int, options: dict,
+              runner: Runner | None = None) -> Iterator[tuple[Cell, dict]]:
+    """Run ``cells``, yielding ``(cell, record)`` as each finishes: one after another with
+    ``runner`` (``Runner(plan, **options)`` if not given) for one worker, else in ``workers``
+    spawned processes of ``options["threads"]`` threads, each with its own runner.
+
+    On Ctrl-C every process of the terminal gets the signal: a worker that is meta-training
+    saves its training state (as one process does), cells not started are dropped, and the
+    ``KeyboardInterrupt`` reaches the caller once the workers have stopped."""
+    if workers <= 1:
+        runner = runner or Runner(plan, **options)
+        for cell in cells:
+            yield cell, runner.run(cell)
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(plan, options, os.getpid()))
+    try:
+        futures = {pool.submit(_run_in_worker, cell): cell for cell in cells}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progress,
-         command) -> dict | None:
+         command, workers: int | None = None) -> dict | None:
     sweep, folder = plan.sweep, plan.folder
     if compile:
         blocked = {v.name: pieces for v in sweep.variants
@@ -219,25 +312,28 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         cells = plan.cells()
         done = {c: r for c in cells if (r := folder.read_cell(c.method, c.seed)) is not None}
         reused = len(done)
-        todo = [c for c in cells if c not in done]
+        todo = longest_first(plan, [c for c in cells if c not in done])
         parallel.barrier(ranks)  # every rank has read the same finished cells
         mine = [c for i, c in enumerate(todo) if ranks.mine(i)]
+        if workers is None:
+            workers = default_workers(len(mine), device, count, ranks.world)
+        workers = max(1, min(workers, len(mine)))
         info = provenance(command)
         versions = {k: info[k] for k in ("version", "commit", "dirty", "torch")}
-        runner = Runner(plan, device=device, data_root=data_root, compile=compile,
-                        threads=count, versions=versions) if mine or ranks.main else None
+        options = {"device": device, "data_root": data_root, "compile": compile,
+                   "threads": count, "versions": versions}
+        # this process's runner: its cells' (one worker), and rank 0's data notes
+        runner = Runner(plan, **options) if (mine and workers == 1) or ranks.main else None
         if ranks.main:
             for note in runner.notes:
                 print(f"note: {note}")
-            print(summary_line(plan, cells, reused, len(todo), ranks.world, count))
+            print(summary_line(plan, cells, reused, len(todo), ranks.world, count, workers))
         desc = sweep.name if ranks.world == 1 else f"{sweep.name} (rank 0 of {ranks.world})"
         bar = tqdm(total=reused + len(mine), initial=reused, unit="cell", desc=desc,
                    disable=not (progress and ranks.main), dynamic_ncols=True)
         fresh = {}
         try:
-            for cell in mine:
-                bar.set_postfix_str(str(cell))
-                record = runner.run(cell)
+            for cell, record in run_cells(plan, mine, workers, options, runner):
                 record["rank"] = ranks.rank
                 folder.write_cell(cell.method, cell.seed, record)
                 folder.log(log_line(cell, record))
@@ -255,6 +351,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
                     folder.write_cell(method, seed, record)
         meta = {**info, "budget": plan.budget, "sizes": plan.sizes, "seeds": plan.seeds,
                 "device": str(device), "threads": count, "processes": ranks.world,
+                "workers": workers,
                 "reused_cells": reused, "seconds": time.perf_counter() - started,
                 "data_notes": runner.notes}
         return write_reports(plan, [done[c] for c in cells], meta)
@@ -265,10 +362,11 @@ def plural(count: int, word: str) -> str:
 
 
 def summary_line(plan: Plan, cells: list[Cell], reused: int, todo: int, world: int,
-                 threads: int) -> str:
+                 threads: int, workers: int = 1) -> str:
     """What a run is about to do, in one line."""
     sweep = plan.sweep
-    where = f" on {world} processes" if world > 1 else ""
+    processes = world * workers
+    where = f" on {processes} processes" if processes > 1 else ""
     seeds = (f"{len(sweep.variants)} variants x {plural(len(plan.seeds), 'seed')}"
              if not plan.max_seeds else ", ".join(
                  f"{v.name} x {plural(sum(c.method == v.name for c in cells), 'seed')}"
