@@ -172,7 +172,8 @@ def test_every_pretrained_optimizer_loads_and_its_spec_rebuilds_it():
     from phys_l2o.optim import load_pretrained
 
     names = pretrained_names()
-    assert {"hnn-quadratic", "lstm-quadratic", "hnn-mnist", "lstm-mnist"} <= set(names)
+    assert {"hnn-quadratic", "lstm-quadratic", "hnn-mnist", "lstm-mnist", "hnn-general",
+            "mlp-general"} <= set(names)
     for name in names:
         info = pretrained_info(name)
         optimizer = load_pretrained(name)

@@ -100,7 +100,7 @@ SEED_LEVEL = ("each meta-seed's IQM score (training loss) is one value; a differ
 def seed_level(methods: Mapping[str, dict]) -> dict[str, Any]:
     """The learned methods (scored by ``score_methods``) grouped by variant, each variant's IQM
     score per meta-seed with the mean's t-interval, and ``seed_comparison`` of every variant
-    against every baseline and every other variant."""
+    of several meta-seeds against every baseline and every other such variant."""
     members: dict[str, list[str]] = {}
     for name, m in methods.items():
         if m["kind"] == "learned":
@@ -119,7 +119,7 @@ def seed_level(methods: Mapping[str, dict]) -> dict[str, Any]:
     baselines = {m["display"]: m["train"]["iqm"] for m in methods.values()
                  if m["kind"] != "learned"}
     comparisons = []
-    names = list(groups)
+    names = [g for g in groups if len(groups[g]["members"]) > 1]  # one run decides nothing
     for k, group in enumerate(names):
         others = list(baselines.items())  # a number: no meta-seeds
         others += [(g, groups[g]["iqm"]) for g in names[k + 1:]]

@@ -339,7 +339,7 @@ def cmd_pack(args: argparse.Namespace, argv: list[str]) -> int:
     if not args.runs and args.sweep is None and args.heldout is None:
         raise UsageError("give the output folders of `reproduce` runs to pack, --sweep RUN_DIR "
                          "--variant VARIANT --name NAME, or --heldout BENCH_DIR")
-    if (args.runs or args.sweep is not None) and args.commit is None:
+    if args.runs and args.commit is None:
         raise UsageError("the following arguments are required: --commit")
     if args.sweep is not None and (args.variant is None or args.name is None):
         raise UsageError("--sweep needs --variant (the variant to ship) and --name (its "
@@ -347,7 +347,7 @@ def cmd_pack(args: argparse.Namespace, argv: list[str]) -> int:
     if args.runs:
         pack_runs(args.runs, args.commit, args.threads, args.into or HERE)
     if args.sweep is not None:
-        pack_sweep(args.sweep, args.variant, args.name, args.commit, args.into or HERE)
+        pack_sweep(args.sweep, args.variant, args.name, args.into or HERE)
     if args.heldout is not None:
         note_generalization(args.heldout, args.into or HERE)
     return 0

@@ -282,7 +282,8 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     pk.add_argument("--variant", default=None, help="the variant of --sweep to ship")
     pk.add_argument("--name", default=None, help="the pretrained name to ship --variant as")
     pk.add_argument("--commit", default=None,
-                    help="the commit the runs were made at (required with runs or --sweep)")
+                    help="the commit the runs were made at (required with runs; a sweep's "
+                         "cells record theirs)")
     pk.add_argument("--heldout", type=Path, default=None, metavar="BENCH_DIR",
                     help="a `phys-l2o bench heldout` folder that scored the shipped weights: "
                          "write what it found into each one's manifest entry "

@@ -1,7 +1,7 @@
 """Make the package's pretrained weights from run folders.
 
     phys-l2o pack --commit REV RUN_DIR [RUN_DIR ...]
-    phys-l2o pack --commit REV --sweep RUN_DIR --variant VARIANT --name NAME
+    phys-l2o pack --sweep RUN_DIR --variant VARIANT --name NAME
 
 For each learned optimizer of each ``phys-l2o reproduce`` run (its first meta-seed's checkpoint
 in the run folder), writes ``<name>-<task>.pt`` here (the spec and the best weights) and its
@@ -193,11 +193,12 @@ def target_score(record: dict) -> float:
     return sum(means) / len(means)
 
 
-def pack_sweep(run: str | os.PathLike, variant: str, name: str, commit: str,
+def pack_sweep(run: str | os.PathLike, variant: str, name: str,
                into: str | os.PathLike = HERE) -> dict:
     """Ship one variant of a sweep's run folder as the pretrained optimizer ``name``: the
     meta-seed with the best ``target_score`` (the sweep's in-distribution test targets, never
-    a held-out task), copied byte for byte, with its manifest entry; returns the manifest.
+    a held-out task), copied byte for byte, with its manifest entry (the commit is the one its
+    cell records); returns the manifest.
 
     Raises:
         FileNotFoundError: the folder has no finished cell of ``variant``, or the sweep has not
@@ -225,7 +226,7 @@ def pack_sweep(run: str | os.PathLike, variant: str, name: str, commit: str,
         "task": sweep["name"], "task_spec": sweep["train"],
         "variant": variant, "estimator": entry_variant.get("estimator"),
         "command": public_command(results["command"], sweep["name"]),
-        "commit": commit, "cell_commit": chosen.get("versions", {}).get("commit"),
+        "commit": (chosen.get("versions", {}).get("commit") or "")[:7] or None,
         "threads": chosen.get("threads"), "seed": seed, "budget": manifest["budget"],
         "sizes": manifest.get("sizes"), "torch": chosen.get("versions", {}).get("torch"),
         "schedule": chosen.get("schedule"), "seconds": chosen["seconds"],
