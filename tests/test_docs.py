@@ -123,6 +123,7 @@ def test_using_a_trained_optimizer_runs_and_prints_what_the_page_shows(tmp_path,
                       for line in printed.splitlines()}
             assert finals["Adam (lr 0.03)"] < 0.3
             assert min(finals["hnn-mnist"], finals["lstm-mnist"]) > 3 * finals["Adam (lr 0.03)"]
+            assert finals["hnn-general"] < 2 * finals["Adam (lr 0.03)"]  # it transfers
         elif shown:
             assert printed == shown, f"block {i} prints\n{printed}\nbut the page shows\n{shown}"
     losses = namespace["losses"]
@@ -190,14 +191,21 @@ def test_the_generalization_page_shows_the_published_scores():
 
     page = (DOCS / "generalization.md").read_text()
     report = (HELDOUT_RUN / "results.md").read_text()
-    rows = table_rows(report, "Command:")
-    assert len(rows) == 10 and all(row in page for row in rows)  # header, rule, 8 methods
+    results = json.loads((HELDOUT_RUN / "results.json").read_text())
+    rows = table_rows(report, "Command:")  # header, rule, one row per method
+    assert len(rows) == 2 + len(results["methods"]) and all(row in page for row in rows)
+    # the meta-seed tables: every variant, and every comparison of variants of several seeds
+    seeds = report.split("## Meta-seeds", 1)[1].split("## Score per task", 1)[0]
+    variants = table_rows(seeds, "\n")
+    comparisons = table_rows(seeds.split(variants[-1], 1)[1], "\n")
+    assert len(variants) == 2 + len(results["seed_level"]["groups"])
+    assert len(comparisons) == 2 + len(results["seed_level"]["comparisons"])
+    assert all(row in page for row in variants + comparisons)
     for i, (code, shown) in enumerate(BLOCK_AND_OUTPUT.findall(page), 1):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exec(compile(code, f"generalization.md (python block {i})", "exec"), {})
         assert out.getvalue() == shown
-    results = json.loads((HELDOUT_RUN / "results.json").read_text())
     for task in results["suite"]["tasks"]:
         reference = json.loads((HELDOUT_RUN / "cells" / task / "adam.json").read_text())
         for name, method in results["methods"].items():
