@@ -204,28 +204,19 @@ def decide(runs: Mapping[str, Sequence[str | Path]],
     rows.append({"claim": "the HNN needs about 100x fewer weights than the LSTM",
                  **{p: {"verdict": verdict, "evidence": evidence, "seeds": {}} for p in runs}})
     if heldout is not None:
-        for text, hnn, lstm in HELDOUT_CLAIMS:
+        held = [(text, heldout_claim, a, b, "the suite scores the shipped optimizers "
+                 f"({SHIPPED_PROTOCOL} protocol)") for text, a, b in HELDOUT_CLAIMS]
+        held += [(text, structure_claim, a, b, "the generalization sweep runs under the "
+                  f"{SHIPPED_PROTOCOL} protocol") for text, a, b in STRUCTURE_CLAIMS]
+        for text, rule, a, b, why in held:
             try:
-                verdict, evidence = heldout_claim(heldout, hnn, lstm)
+                verdict, evidence = rule(heldout, a, b)
             except (OSError, KeyError, ValueError) as missing:
                 verdict, evidence = MISSING, f"no scores of {missing} in {heldout}"
+            other = {"verdict": MISSING, "evidence": why, "seeds": {}}
             rows.append({"claim": text, **{
-                p: ({"verdict": verdict, "evidence": evidence, "seeds": {}}
-                    if p == SHIPPED_PROTOCOL else
-                    {"verdict": MISSING, "evidence": "the suite scores the shipped optimizers "
-                     f"({SHIPPED_PROTOCOL} protocol)", "seeds": {}})
-                for p in runs}})
-        for text, hnn, control in STRUCTURE_CLAIMS:
-            try:
-                verdict, evidence = structure_claim(heldout, hnn, control)
-            except (OSError, KeyError, ValueError) as missing:
-                verdict, evidence = MISSING, f"no seed-level scores of {missing} in {heldout}"
-            rows.append({"claim": text, **{
-                p: ({"verdict": verdict, "evidence": evidence, "seeds": {}}
-                    if p == SHIPPED_PROTOCOL else
-                    {"verdict": MISSING, "evidence": "the generalization sweep runs under the "
-                     f"{SHIPPED_PROTOCOL} protocol", "seeds": {}})
-                for p in runs}})
+                p: {"verdict": verdict, "evidence": evidence, "seeds": {}}
+                if p == SHIPPED_PROTOCOL else other for p in runs}})
     return rows
 
 

@@ -2,8 +2,8 @@
 
 ``manifest.json`` records, for each, the command, the commit, the seed, the validation loss
 and its rows of the test tables; ``phys-l2o pack`` makes the files from the output folders of
-``phys-l2o reproduce`` and ``phys-l2o sweep``. ``phys_l2o.optim.from_pretrained`` wraps one as a ``torch.optim``
-optimizer.
+``phys-l2o reproduce`` and ``phys-l2o sweep``. ``phys_l2o.optim.from_pretrained`` wraps one as
+a ``torch.optim`` optimizer.
 """
 
 from __future__ import annotations
