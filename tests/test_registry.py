@@ -3,6 +3,8 @@ a user's own piece joins with one decorator; bad specs give clear errors."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -97,7 +99,9 @@ def behaviour(obj, kind: str) -> list:
     if kind == "estimator":
         grads = []
 
-        class Recorder:
+        class Recorder:  # a meta-step: its state's generator draws an estimator's noise
+            state = SimpleNamespace(generator=torch.Generator().manual_seed(5))
+
             def gradients(self, g):
                 grads.append([x for x in g if x is not None])
                 return True
