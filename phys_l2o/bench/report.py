@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ..meta.stats import seed_comparison
 from ..reporting.plots import plot_profiles
@@ -107,13 +106,10 @@ def seed_level(methods: Mapping[str, dict]) -> dict[str, Any]:
             members.setdefault(m.get("group") or name, []).append(name)
     groups = {}
     for group, names in members.items():
-        values = np.array([methods[n]["train"]["iqm"] for n in names])
-        ci = None
-        if values.size > 1:
-            lo, hi = stats.ttest_1samp(values, 0.0).confidence_interval()
-            ci = [float(lo), float(hi)] if np.isfinite(lo) else [float(values.mean())] * 2
-        groups[group] = {"members": names, "iqm": values.tolist(), "mean": float(values.mean()),
-                         "ci95": ci,
+        values = [methods[n]["train"]["iqm"] for n in names]
+        mean = seed_comparison(values, 0.0)  # against 0: the mean and its t-interval
+        groups[group] = {"members": names, "iqm": values, "mean": mean["difference"],
+                         "ci95": mean["ci95"],
                          "diverged": int(sum(methods[n]["diverged"] for n in names)),
                          "runs": int(sum(methods[n]["runs"] for n in names))}
     baselines = {m["display"]: m["train"]["iqm"] for m in methods.values()
@@ -161,9 +157,11 @@ def _interval(entry: Mapping | None) -> str:
 
 
 def markdown(suite: Suite, methods: Mapping[str, dict], tuned: Mapping[str, dict],
-             speed: Mapping[str, dict] | None = None, command: str | None = None) -> str:
-    """The suite's report: the aggregate table, the score of each method on each task, the
-    tuned learning rates, the final losses, and the step costs when measured."""
+             speed: Mapping[str, dict] | None = None, command: str | None = None,
+             level: Mapping[str, Any] | None = None) -> str:
+    """The suite's report: the aggregate table, the meta-seed tables (``level``; made from
+    ``methods`` when not given), the score of each method on each task, the tuned learning
+    rates, the final losses, and the step costs when measured."""
     tasks = [t.name for t in suite.tasks]
     names = list(methods)
     n = len(tasks)
@@ -181,7 +179,7 @@ def markdown(suite: Suite, methods: Mapping[str, dict], tuned: Mapping[str, dict
         wins = "(the reference)" if m["wins"] is None else f"{m['wins']} of {n} tasks"
         lines.append(f"| {m['display']} | {_interval(m['train'])} | {_interval(m['heldout'])} "
                      f"| {wins} | {m['diverged']} of {m['runs']} |")
-    level = seed_level(methods)
+    level = seed_level(methods) if level is None else level
     if level["groups"]:
         lines += ["", "## Meta-seeds", "", f"Variants compared at the level of meta-seeds: "
                   f"{SEED_LEVEL}.", "", seed_level_markdown(level)]
@@ -257,7 +255,8 @@ def write_report(out: str | os.PathLike, suite: Suite, methods: Sequence[Method]
         "speed": dict(speed) if speed else None}
     write_json(out / "results.json", results)
     (out / "results.md").write_text(markdown(suite, scored_methods, outcome["tuned"], speed,
-                                             (provenance or {}).get("command")))
+                                             (provenance or {}).get("command"),
+                                             results["seed_level"]))
     every = np.concatenate([np.ravel(m["tasks"][t]["scores"]) for m in scored_methods.values()
                             for t in m["tasks"]])
     low, high = np.percentile(every, [1, 95])  # the axis leaves out the farthest runs

@@ -103,15 +103,16 @@ def sweep_methods(run: str | os.PathLike) -> list[Method]:
     if not folder.manifest_path.is_file():
         raise FileNotFoundError(f"{run} holds no sweep run (no sweep.json)")
     order = [v["name"] for v in folder.read_manifest().get("sweep", {}).get("variants", [])]
-    cells = [(r["method"], r["seed"]) for r in folder.records()
-             if r.get("kind") == "learned" and folder.checkpoint(r["method"], r["seed"]).is_file()]
+    cells = [(r["method"], r["seed"]) for r in folder.learned_records()]
     if not cells:
         raise FileNotFoundError(f"{run} has no finished learned cell yet: run its sweep first")
     cells.sort(key=lambda c: (order.index(c[0]) if c[0] in order else len(order), c[1]))
-    return [Method(f"{slug(variant)}-s{seed}", "learned",
-                   source=str(folder.checkpoint(variant, seed)),
-                   sha256=_file_sha256(folder.checkpoint(variant, seed)), group=variant)
-            for variant, seed in cells]
+    methods = []
+    for variant, seed in cells:
+        checkpoint = folder.checkpoint(variant, seed)
+        methods.append(Method(f"{slug(variant)}-s{seed}", "learned", source=str(checkpoint),
+                              sha256=_file_sha256(checkpoint), group=variant))
+    return methods
 
 
 def suite_methods(suite: Suite, learned: Sequence[str]) -> list[Method]:

@@ -158,6 +158,17 @@ class RunFolder:
                                     "reproduce` (or `phys-l2o sweep`) into that folder first")
         return records
 
+    def learned_records(self, method: str | None = None) -> list[dict]:
+        """The records of the finished learned cells (those with their checkpoint), of every
+        method or of ``method``, in file order.
+
+        Raises:
+            FileNotFoundError: the folder holds no cell record.
+        """
+        return [r for r in self.records() if r.get("kind") == "learned"
+                and (method is None or r.get("method") == method)
+                and self.checkpoint(r["method"], r["seed"]).is_file()]
+
     @staticmethod
     def _read(path: Path) -> dict | None:
         try:

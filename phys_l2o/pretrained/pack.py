@@ -21,17 +21,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shlex
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from ..experiments.folder import RunFolder
 from ..experiments.paper import target_key
 from ..meta.checkpoint import load_checkpoint, save_checkpoint
+from ..reporting.results import as_losses
 
 HERE = Path(__file__).resolve().parent
+
+
+def read_manifest(into: Path, missing_ok: bool = True) -> dict:
+    """``into/manifest.json`` (an empty one where there is none and ``missing_ok``)."""
+    path = into / "manifest.json"
+    if missing_ok and not path.exists():
+        return {"optimizers": {}}
+    return json.loads(path.read_text())
+
+
+def write_manifest(into: Path, document: dict) -> Path:
+    """Write ``document`` as ``into/manifest.json``, its optimizers by name; returns the path."""
+    document["optimizers"] = dict(sorted(document["optimizers"].items()))
+    path = into / "manifest.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
 
 
 def public_command(command: str, task: str) -> str:
@@ -143,8 +161,7 @@ def note_generalization(bench: str | os.PathLike, into: str | os.PathLike = HERE
         ValueError: the folder scored none of the shipped optimizers' current weights.
     """
     into = Path(into)
-    path = into / "manifest.json"
-    document = json.loads(path.read_text())
+    document = read_manifest(into, missing_ok=False)
     results = json.loads((Path(bench) / "results.json").read_text())
     noted = []
     for name, entry in document["optimizers"].items():
@@ -157,7 +174,7 @@ def note_generalization(bench: str | os.PathLike, into: str | os.PathLike = HERE
     if not noted:
         raise ValueError(f"{bench} scored none of the shipped optimizers' weights; run "
                          f"`phys-l2o bench heldout --out {bench}` first")
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    path = write_manifest(into, document)
     print(f"noted the held-out scores of {', '.join(noted)} in {path}")
     return document
 
@@ -167,30 +184,26 @@ def pack_runs(runs: list[str | os.PathLike], commit: str, threads: int | None = 
     """Pack every run of ``runs`` into the folder ``into`` and update its ``manifest.json``
     (entries of other optimizers are kept); returns the manifest."""
     into = Path(into)
-    path = into / "manifest.json"
-    document = json.loads(path.read_text()) if path.exists() else {"optimizers": {}}
+    document = read_manifest(into)
     for run in runs:
         pack(run, commit, threads, document["optimizers"], into)
-    document["optimizers"] = dict(sorted(document["optimizers"].items()))
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    write_manifest(into, document)
     return document
 
 
 def final_summary(finals: list) -> dict:
     """Mean final loss over the problems that did not diverge, and how many did."""
-    finite = [float(v) for v in finals if v is not None and math.isfinite(v)]
-    return {"mean": sum(finite) / len(finite) if finite else None,
-            "diverged": len(finals) - len(finite), "problems": len(finals)}
+    losses = as_losses(finals)
+    finite = losses[np.isfinite(losses)]
+    return {"mean": float(finite.mean()) if finite.size else None,
+            "diverged": int(losses.size - finite.size), "problems": int(losses.size)}
 
 
 def target_score(record: dict) -> float:
     """A sweep cell's mean over its test targets of the mean log final loss (lower is better;
-    a diverged problem counts as infinite)."""
-    means = []
-    for target in record["targets"].values():
-        finals = [math.inf if v is None else float(v) for v in target["final"]]
-        means.append(sum(math.log(max(v, 1e-12)) for v in finals) / len(finals))
-    return sum(means) / len(means)
+    a diverged problem counts as infinite; a loss of 0 as 1e-12)."""
+    return float(np.mean([np.log(np.maximum(as_losses(t["final"]), 1e-12)).mean()
+                          for t in record["targets"].values()]))
 
 
 def pack_sweep(run: str | os.PathLike, variant: str, name: str,
@@ -208,8 +221,7 @@ def pack_sweep(run: str | os.PathLike, variant: str, name: str,
 
     folder, into = RunFolder(run), Path(into)
     manifest = folder.read_manifest()
-    records = [r for r in folder.records() if r.get("method") == variant
-               and r.get("kind") == "learned" and folder.checkpoint(variant, r["seed"]).is_file()]
+    records = folder.learned_records(variant)
     if not records:
         variants = [v["name"] for v in manifest["sweep"].get("variants", [])]
         raise FileNotFoundError(f"{run} has no finished cell of variant {variant!r} (the sweep's "
@@ -237,11 +249,9 @@ def pack_sweep(run: str | os.PathLike, variant: str, name: str,
         "test": {t: final_summary(v["final"]) for t, v in chosen["targets"].items()},
     }
     shutil.copyfile(folder.checkpoint(variant, seed), into / entry["file"])
-    path = into / "manifest.json"
-    document = json.loads(path.read_text()) if path.exists() else {"optimizers": {}}
+    document = read_manifest(into)
     document["optimizers"][name] = entry
-    document["optimizers"] = dict(sorted(document["optimizers"].items()))
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    write_manifest(into, document)
     print(f"wrote {entry['file']}: {variant!r} meta-seed {seed} of {len(records)} "
           f"({optimizer.num_params()} weights, {entry['seconds'] / 60:.0f} min of meta-training)")
     return document
