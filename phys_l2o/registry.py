@@ -25,7 +25,10 @@ registered module of the same kind (``hnn.field = PortHamiltonianField(...)``); 
 follows it. A registered piece held under another name than its option's (``hnn.preprocess``)
 cannot be replaced at all. ``copy_with`` changes options on a cheap copy of a plain object.
 
-Names are unique across kinds, so a spec's ``type`` alone says what it is. The kinds:
+Names are unique across kinds, so a spec's ``type`` alone says what it is. Registering a taken
+name raises ``ValueError``, unless the new class has the old one's module, qualified name and
+kind: then it replaces the old one quietly (a notebook cell or a module that defines and
+registers it has run again). The kinds:
 
 | kind | holds |
 |---|---|
@@ -92,11 +95,21 @@ def register(kind: str, name: str, *, context: tuple[str, ...] = ()) -> Callable
     classes become nested specs. The class's ``__setattr__`` gets a guard: after the outermost
     constructor, a recorded argument (``context`` aside) cannot be assigned (see the module).
 
+    A taken name may be registered again only by the class that holds it (nothing changes)
+    or by a new class of the same module, qualified name and kind, which replaces the old one
+    quietly: a notebook cell or a reloaded module has defined and registered it again. Objects
+    built before keep the old class; their specs build the new one.
+
     Args:
         kind: one of ``KINDS`` (``"dissipation"``, ``"readout"``, ``"optimizer"``, ...).
         name: the ``type`` of its specs, unique across all kinds.
         context: constructor arguments that describe where the object runs, not what it is
             (a data folder, a device): left out of its spec and handed to ``build`` instead.
+
+    Raises:
+        ValueError: an unknown kind or an empty name; or (when the class is decorated) the
+            name is taken by another class (another module or qualified name) or as another
+            kind, or the class is registered under another name already.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose from {sorted(KINDS)}")
@@ -104,45 +117,75 @@ def register(kind: str, name: str, *, context: tuple[str, ...] = ()) -> Callable
         raise ValueError(f"a registered name must be a non-empty string, got {name!r}")
 
     def add(cls: C) -> C:
-        if name in _KIND_OF:
-            other = _ENTRIES[_KIND_OF[name]][name]
-            raise ValueError(f"the name {name!r} is already registered (a {_KIND_OF[name]}: "
-                             f"{other.__module__}.{other.__qualname__}); pick another name")
-        signature = inspect.signature(cls.__init__)
-        init = cls.__init__
-
-        @functools.wraps(init)
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            if type(self) is cls:
-                try:
-                    bound = signature.bind(self, *args, **kwargs)
-                except TypeError as error:
-                    raise TypeError(f"{cls.__qualname__}: {error}") from None
-                bound.apply_defaults()
-                arguments = dict(bound.arguments)
-                arguments.pop(next(iter(signature.parameters)))  # self
-                for pname, param in signature.parameters.items():
-                    if param.kind is param.VAR_KEYWORD:
-                        arguments.update(arguments.pop(pname, {}))
-                    elif param.kind is param.VAR_POSITIONAL and arguments.pop(pname, ()):
-                        raise TypeError(f"{cls.__qualname__} takes no extra positional "
-                                        "arguments in a spec")
-                object.__setattr__(self, "_spec_arguments", arguments)
-            init(self, *args, **kwargs)
-            if type(self) is cls:  # the outermost constructor has finished
-                object.__setattr__(self, "_spec_frozen", True)
-
-        cls.__init__ = __init__  # type: ignore[method-assign]
-        if not getattr(cls.__setattr__, "_spec_guard", False):
-            cls.__setattr__ = _guarded_setattr(cls.__setattr__)  # type: ignore[method-assign]
+        _check_name_free(kind, name, cls)
+        if cls.__dict__.get("_spec_type") is None:  # else its constructor records already
+            _record_arguments(cls)
         cls._spec_type = name  # type: ignore[attr-defined]
         cls._spec_kind = kind  # type: ignore[attr-defined]
         cls._spec_context = tuple(context)  # type: ignore[attr-defined]
-        _ENTRIES[kind][name] = cls
+        _ENTRIES[kind][name] = cls  # a replaced class keeps its place in the order
         _KIND_OF[name] = kind
         return cls
 
     return add
+
+
+def _check_name_free(kind: str, name: str, cls: type) -> None:
+    """Refuse to register ``cls`` as ``name`` (a ``kind``) unless the name is free, or held by
+    ``cls`` or by a class of the same kind, module and qualified name (which ``cls`` then
+    replaces).
+
+    Raises:
+        ValueError: ``name`` is held by another class or as another kind, or ``cls`` is
+            registered under another name (the message says what to do instead).
+    """
+    own = cls.__dict__.get("_spec_type")
+    if own is not None and own != name:
+        raise ValueError(f"{cls.__module__}.{cls.__qualname__} is registered as {own!r} "
+                         f"already and a class has one name; to register it as {name!r} too, "
+                         "register a subclass of it")
+    if name not in _KIND_OF:
+        return
+    other = _ENTRIES[_KIND_OF[name]][name]
+    same_class = (other.__module__, other.__qualname__) == (cls.__module__, cls.__qualname__)
+    if same_class and _KIND_OF[name] == kind:
+        return
+    hint = (f"; a name keeps its kind: pick another name, or restart Python to register it as "
+            f"a {KINDS[kind]}" if same_class else "; pick another name")
+    raise ValueError(f"the name {name!r} is already registered (a {_KIND_OF[name]}: "
+                     f"{other.__module__}.{other.__qualname__}){hint}")
+
+
+def _record_arguments(cls: type) -> None:
+    """Wrap the constructor of ``cls`` so that it records its arguments (``_spec_arguments``)
+    and freezes them when the outermost constructor ends, and guard its ``__setattr__``."""
+    signature = inspect.signature(cls.__init__)
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if type(self) is cls:
+            try:
+                bound = signature.bind(self, *args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{cls.__qualname__}: {error}") from None
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            arguments.pop(next(iter(signature.parameters)))  # self
+            for pname, param in signature.parameters.items():
+                if param.kind is param.VAR_KEYWORD:
+                    arguments.update(arguments.pop(pname, {}))
+                elif param.kind is param.VAR_POSITIONAL and arguments.pop(pname, ()):
+                    raise TypeError(f"{cls.__qualname__} takes no extra positional "
+                                    "arguments in a spec")
+            object.__setattr__(self, "_spec_arguments", arguments)
+        init(self, *args, **kwargs)
+        if type(self) is cls:  # the outermost constructor has finished
+            object.__setattr__(self, "_spec_frozen", True)
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    if not getattr(cls.__setattr__, "_spec_guard", False):
+        cls.__setattr__ = _guarded_setattr(cls.__setattr__)  # type: ignore[method-assign]
 
 
 def _guarded_setattr(setattr_: Callable[..., None]) -> Callable[..., None]:

@@ -79,6 +79,7 @@ SWEEPS = {
     "sweep-scalar.toml": SWEEP.replace('{ type = "hnn" }', '{ type = "hnn", field = { type = '
                                         '"port-hamiltonian", potential = "scalar-potential-mlp" '
                                         '} }'),
+    "sweep-path-name.toml": SWEEP.replace('name = "s"', 'name = "../../elsewhere"'),
     "sweep.toml": SWEEP,
 }
 
@@ -127,6 +128,10 @@ EVAL = ["evaluate", "--no-progress", "--device", "cpu", "--problems", "2", "--st
 #: (arguments, a part of the error message)
 CLI_CASES = [
     (["reproduce", "cubic"], "invalid choice"),
+    (["reproduce", "quadratic", "--out", ""], "an empty path"),
+    (["sweep", f"{W}/sweep.toml", "--out", " "], "an empty path"),
+    (["sweep", f"{W}/sweep-path-name.toml"], "must be a plain name"),
+    ([*TRAIN, "--out", ""], "an empty path"),
     (["reproduce", "quadratic", "--budget", "huge"], "invalid choice"),
     (["reproduce", "quadratic", "--out", f"{W}/earlier-run"], "holds results of another run"),
     (["reproduce", "quadratic", "--out", f"{W}/a-file"], "is a file, not a folder"),
@@ -300,7 +305,7 @@ API_CASES = [
     (lambda: LearnedOptim(mlp().parameters(), "nope"), FileNotFoundError, "pretrained name"),
     (lambda: LearnedOptim(mlp().parameters(), HNN(), lr=-1), ValueError, "lr must be a finite"),
     (lambda: LearnedOptim(mlp().parameters(), HNN(), betas=(0.9, 0.99)), TypeError,
-     "only `lr`"),
+     "only 'lr' and 'weight_decay'"),
     (lambda: LearnedOptim(mlp().parameters(), 3), TypeError, "a pretrained name"),
     (lambda: load_checkpoint("no/such/file.pt"), ValueError, "no checkpoint"),
     (lambda: save_checkpoint("never-written.pt", HNN(), bad=object()), SpecError,
@@ -320,7 +325,43 @@ API_CASES = [
     (lambda: ModuleTask(nn.ReLU, torch.zeros(10, 3), torch.zeros(10), batch_size=2),
      ValueError, "no parameters"),
     (lambda: PortHamiltonianField(None), ValueError, "needs a potential"),
+    (lambda: ModuleTask(nn.Linear(3, 2), torch.zeros(10, 3), torch.zeros(10).long(),
+                        batch_size=2), TypeError, "a function that builds a fresh model"),
+    (lambda: ModuleTask(mlp, [[0.0] * 3] * 10, torch.zeros(10).long(), batch_size=2),
+     TypeError, "inputs must be a tensor"),
+    (lambda: ModuleTask(mlp, torch.zeros(10, 4), torch.zeros(10).long(), batch_size=2),
+     ValueError, "cannot take the data"),
+    (lambda: LearnedOptim(mlp().parameters(), HNN(), weight_decay=-1), ValueError,
+     "weight_decay must be"),
+    (lambda: LearnedOptim([{"params": mlp().parameters(), "momentum": 0.9}], HNN()), TypeError,
+     "refused, never ignored"),
+    (lambda: LearnedOptim(mlp().parameters(), HNN(), compile="yes"), ValueError,
+     "compile must be"),
+    (lambda: LearnedOptim(mlp().parameters(), HNN(), horizon=-5), ValueError,
+     "horizon must be"),
+    (lambda: stepped(LearnedOptim([complex_parameter()], HNN())), RuntimeError,
+     "complex parameters"),
+    (lambda: LearnedOptim(mlp().parameters(), HNN()).load_state_dict(adam_state()), ValueError,
+     "not written by a LearnedOptim"),
 ]
+
+
+def complex_parameter() -> nn.Parameter:
+    z = nn.Parameter(torch.ones(3, dtype=torch.complex64))
+    z.grad = torch.ones_like(z)
+    return z
+
+
+def stepped(opt: torch.optim.Optimizer) -> None:
+    opt.step()
+
+
+def adam_state() -> dict:
+    model = mlp()
+    adam = torch.optim.Adam(model.parameters())
+    model(torch.zeros(2, 3)).sum().backward()
+    adam.step()
+    return adam.state_dict()
 
 
 @pytest.mark.parametrize("call, kind, message", API_CASES,

@@ -61,7 +61,11 @@ def test_a_run_that_never_trained_is_not_a_success(tmp_path, capsys):
                  *FAST]) == 1
     err = capsys.readouterr().err
     assert "never improved on the untrained weights" in err and "diverged" in err
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "lstm.training.pt").exists()
+    # nothing blocks the same command, or a corrected one
+    assert main(["train", "--optimizer", "lstm", "--meta-lr", "10", "--out", str(out),
+                 "--allow-untrained", *FAST]) == 0
+    assert out.is_file()
 
 
 def wait_for_epoch(state: Path, epoch: int, proc: subprocess.Popen) -> None:
@@ -106,13 +110,17 @@ def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tm
         assert torch.equal(value, b["state_dict"][key]), key
 
 
-def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_preemption_saves_and_says_how_to_resume(tmp_path, stop, code):
+    """SIGTERM is what Slurm, Kubernetes and torchrun send before a kill: as Ctrl-C, the run
+    saves its state and says how to continue, and exits 143 (128 + SIGTERM)."""
     out = tmp_path / "hnn.pt"
     proc = cli(*RUN, "--out", str(out))
     wait_for_epoch(tmp_path / "hnn.training.pt", 2, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == code
     assert "Traceback" not in err and err.count("\n") == 1
     assert "--resume" in err and "training state after epoch" in err
     resumed = cli(*RUN, "--out", str(out), "--resume")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from phys_l2o import HNN, LSTMOptimizer, ModuleTask, Schedule, evaluate, meta_train, spec_of
 from phys_l2o.optim import LearnedOptim, from_pretrained, pretrained_info, pretrained_names
@@ -158,7 +161,7 @@ def test_groups_skips_closures_and_refusals():
     for bad in (-1.0, float("nan"), float("inf"), True, "0.1"):
         with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
             LearnedOptim(a.parameters(), trained("hnn"), lr=bad)
-    with pytest.raises(TypeError, match="only `lr`"):
+    with pytest.raises(TypeError, match="only 'lr' and 'weight_decay'"):
         LearnedOptim(a.parameters(), trained("hnn"), momentum=0.9)
     module = trained("hnn")
     wrapped = LearnedOptim(a.parameters(), module.compiled()) if compile_available() else None
@@ -181,6 +184,7 @@ def test_every_pretrained_optimizer_loads_and_its_spec_rebuilds_it():
         assert optimizer.num_params() == info["params"]
         for key in ("command", "commit", "seed", "validation_loss", "test"):
             assert info[key] is not None, (name, key)
+        assert info["horizon"] == info["schedule"]["steps"] > 0
         model = nn.Linear(3, 2)
         opt = from_pretrained(name, model.parameters())
         model(torch.randn(4, 3)).square().mean().backward()
@@ -234,3 +238,194 @@ def test_a_parameter_that_gets_its_first_gradient_later_starts_from_fresh_state(
     opt_b.step()
     torch.testing.assert_close(a, alone[0])
     torch.testing.assert_close(b, alone[1])
+
+
+def linear_regression(bias: bool = True, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 5, generator=gen)
+    y = x @ (0.3 * torch.randn(5, 1, generator=gen)) + (0.3 if bias else 0.0)
+    torch.manual_seed(seed)
+    return nn.Linear(5, 1, bias=bias), x, y
+
+
+def fit(model, opt, x, y, steps=100):
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return torch.tensor(losses)
+
+
+@pytest.mark.parametrize("name", ["hnn-quadratic", "lstm-quadratic", "hnn-mnist", "lstm-mnist",
+                                  "hnn-general", "mlp-general"])
+def test_linear_regression_with_a_bias_converges_with_every_shipped_optimizer(name):
+    """A one-element bias is normalized with the other small tensors, never on its own: the
+    paper's quadratic HNN once gave it a velocity of exactly +-1, and the loss rose."""
+    model, x, y = linear_regression()
+    losses = fit(model, from_pretrained(name, model.parameters()), x, y)
+    assert losses[-10:].mean() < 0.1 * losses[0], losses[::10]
+    plain, x, y = linear_regression(bias=False)
+    without = fit(plain, from_pretrained(name, plain.parameters()), x, y)
+    assert losses[-10:].mean() < 3 * without[-10:].mean() + 1e-3  # the bias costs little
+
+
+def test_small_tensors_are_normalized_together():
+    from phys_l2o.optim import normalization_order
+
+    network = trained("hnn")                                    # normalizes per tensor
+    big, one, two, other = (torch.zeros(n) for n in (6, 1, 1, 3))
+    order, segments = normalization_order([big, one, other, two], network)
+    assert [p.numel() for p in order] == [6, 3, 1, 1] and segments == [6, 3, 2]
+    order, segments = normalization_order([big, one], network)   # a pool of one joins `big`
+    assert segments == [7]
+    assert normalization_order([big, one], trained("lstm"))[1] == [6, 1]   # coordinatewise
+
+
+def test_weight_decay_is_decoupled_and_unknown_group_options_are_refused():
+    model, x, y = linear_regression()
+    start = [p.detach().clone() for p in model.parameters()]
+    plain = LearnedOptim(model.parameters(), trained("hnn"))
+    fit(model, plain, x, y, steps=1)
+    moved = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p, s in zip(model.parameters(), start):
+            p.copy_(s)
+    decayed = LearnedOptim(model.parameters(), trained("hnn"), weight_decay=0.5)
+    fit(model, decayed, x, y, steps=1)
+    lr = decayed.param_groups[0]["lr"]
+    for p, s, m in zip(model.parameters(), start, moved):
+        # AdamW's order: theta * (1 - lr * wd), then the learned step (taken at the decayed
+        # parameters, which this network does not read)
+        torch.testing.assert_close(p, m - lr * 0.5 * s)
+    for group in ({"params": model.parameters(), "momentum": 0.9},
+                  {"params": model.parameters(), "betas": (0.9, 0.99)}):
+        with pytest.raises(TypeError, match="refused, never ignored"):
+            LearnedOptim([group], trained("hnn"))
+    for bad in (-0.1, float("nan"), "0.1"):
+        with pytest.raises(ValueError, match="weight_decay must be"):
+            LearnedOptim(model.parameters(), trained("hnn"), weight_decay=bad)
+
+
+def test_past_its_horizon_it_warns_once():
+    from phys_l2o.optim import HorizonWarning
+
+    assert pretrained_info("hnn-mnist")["horizon"] == 100
+    model, x, y = linear_regression()
+    opt = from_pretrained("hnn-mnist", model.parameters())
+    assert opt.horizon == 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(model, opt, x, y, steps=100)
+    with pytest.warns(HorizonWarning, match="meta-trained for 100 steps"):
+        fit(model, opt, x, y, steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                          # once
+        fit(model, opt, x, y, steps=3)
+    assert LearnedOptim(model.parameters(), trained("hnn")).horizon is None
+    assert LearnedOptim(model.parameters(), "hnn-mnist", horizon=0).horizon == 0   # off
+
+
+@pytest.mark.parametrize("name", ["hnn-pre", "lstm"])
+def test_chunked_steps_equal_one_step(name, monkeypatch):
+    import phys_l2o.optim
+
+    task = toy_task()
+    problems = task.sample(1, make_generator(0, "test"))
+    whole, _, _ = drive(trained(name), task, problems, 6)
+    monkeypatch.setattr(phys_l2o.optim, "CHUNK", 7)               # 35 coordinates: 5 chunks
+    chunked, _, opt = drive(trained(name), task, problems, 6)
+    assert opt.network.coordinatewise
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_precision_empty_and_complex_parameters():
+    model, x, y = linear_regression()
+    model.double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1e-10)                           # values that float32 cannot hold
+    start = [p.detach().clone() for p in model.parameters()]
+    empty = nn.Parameter(torch.zeros(0))
+    empty.grad = torch.zeros(0)
+    opt = LearnedOptim([*model.parameters(), empty], trained("hnn"))
+    fit(model, opt, x.double(), y.double(), steps=1)
+    for p, s in zip(model.parameters(), start):
+        assert p.dtype == torch.float64
+        # the step is rounded to float32, the parameter keeps its precision
+        assert ((p - s) - (p - s).float().double()).abs().max() < 1e-9
+        assert not torch.equal(p, p.float().double())
+    z = nn.Parameter(torch.randn(3, dtype=torch.complex64))
+    z.grad = torch.ones_like(z)
+    with pytest.raises(RuntimeError, match="complex parameters"):
+        LearnedOptim([z], trained("hnn")).step()
+
+
+@pytest.mark.skipif(not compile_available(), reason="torch.compile needs a C++ compiler")
+def test_compiled_group_steps_agree_with_eager(monkeypatch):
+    import phys_l2o.optim
+
+    task = toy_task()
+    problems = task.sample(1, make_generator(0, "test"))
+    eager, _, plain = drive(trained("hnn-pre"), task, problems, 4, compile=False)
+    monkeypatch.setattr(phys_l2o.optim, "COMPILE_FROM", 1)
+    compiled, _, opt = drive(trained("hnn-pre"), task, problems, 4)
+    assert opt.compiled and not plain.compiled
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_a_state_of_another_optimizer_is_refused():
+    model = nn.Linear(3, 2)
+    adam = torch.optim.Adam(model.parameters())
+    model(torch.randn(4, 3)).square().mean().backward()
+    adam.step()
+    opt = LearnedOptim(model.parameters(), trained("hnn"))
+    with pytest.raises(ValueError, match="not written by a LearnedOptim with this network"):
+        opt.load_state_dict(adam.state_dict())
+    lstm = LearnedOptim(model.parameters(), trained("lstm"))
+    lstm.step()
+    with pytest.raises(ValueError, match=r"holds \['c0', 'c1', 'h0', 'h1'\]"):
+        opt.load_state_dict(lstm.state_dict())
+    opt.step()
+    saved = opt.state_dict()
+    other = LearnedOptim(nn.Linear(3, 5).parameters(), trained("hnn"))
+    with pytest.raises(ValueError, match="wrong shapes"):
+        other.load_state_dict(saved)
+    opt.load_state_dict(saved)                                   # its own loads
+
+
+def test_module_task_refuses_what_would_fail_at_the_first_loss():
+    x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    with pytest.raises(TypeError, match="a function that builds a fresh model"):
+        ModuleTask(nn.Linear(4, 3), x, y, batch_size=8)
+    with pytest.raises(TypeError, match="inputs must be a tensor"):
+        ModuleTask(lambda: nn.Linear(4, 3), x.tolist(), y, batch_size=8)
+    with pytest.raises(ValueError, match=r"cannot take the data \(inputs \(32, 4\)"):
+        ModuleTask(lambda: nn.Linear(5, 3), x, y, batch_size=8)         # wrong width
+    with pytest.raises(ValueError, match="cannot take the data"):
+        ModuleTask(lambda: nn.Linear(4, 3), x, y.float(), batch_size=8)  # float class labels
+    with pytest.raises(ValueError, match="one number per minibatch"):
+        ModuleTask(lambda: nn.Linear(4, 3), x, y, batch_size=8,
+                   loss=lambda out, t: F.cross_entropy(out, t, reduction="none"))
+    assert ModuleTask(lambda: nn.Linear(4, 3), x, y, batch_size=8).num_coords == 15
+
+
+def test_a_pretrained_file_outside_the_package_or_changed_is_refused(monkeypatch):
+    import phys_l2o.pretrained as pretrained
+
+    good = pretrained._manifest()["hnn-mnist"]
+    cases = {"../../etc/passwd": "a plain file name inside the package",
+             "/tmp/x.pt": "a plain file name inside the package",
+             "no-such.pt": "missing from the package"}
+    for file, message in cases.items():
+        monkeypatch.setattr(pretrained, "_manifest", lambda f=file: {"x": {**good, "file": f}})
+        with pytest.raises(pretrained.PretrainedError, match=message):
+            pretrained.load_pretrained("x")
+    monkeypatch.setattr(pretrained, "_manifest",
+                        lambda: {"x": {**good, "sha256": "0" * 64}})
+    with pytest.raises(pretrained.PretrainedError, match="do not match the SHA-256"):
+        pretrained.load_pretrained("x")
+    monkeypatch.undo()
+    assert pretrained.load_pretrained("hnn-mnist").num_params() == 55   # the shipped one checks

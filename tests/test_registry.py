@@ -20,12 +20,13 @@ from phys_l2o import (
     load_checkpoint,
     register,
     registered,
+    registry,
     save_checkpoint,
     spec_of,
     to_toml,
 )
 from phys_l2o.optimizers import advance
-from phys_l2o.physics import CholeskyInverseInertia, PSDDissipation, ScalarPotentialMLP
+from phys_l2o.physics import CholeskyInverseInertia, Potential, PSDDissipation, ScalarPotentialMLP
 
 tomllib = pytest.importorskip("tomllib" if __import__("sys").version_info >= (3, 11) else "tomli")
 
@@ -255,3 +256,86 @@ def test_a_piece_replaced_after_construction_is_in_the_spec():
     hnn = HNN(field=phys_l2o.paper_field(1))
     hnn.field = PortHamiltonianField(ScalarPotentialMLP(1))
     assert spec_of(hnn)["field"]["potential"]["type"] == "scalar-potential-mlp"
+
+
+@pytest.fixture
+def restore_registry():
+    """Registrations made by the test are undone afterwards: the registry is left as found."""
+    registered("potential")  # the built-in names first, so that they are kept
+    entries = {kind: dict(names) for kind, names in registry._ENTRIES.items()}
+    kinds = dict(registry._KIND_OF)
+    yield
+    for kind, names in registry._ENTRIES.items():
+        names.clear()
+        names.update(entries[kind])
+    registry._KIND_OF.clear()
+    registry._KIND_OF.update(kinds)
+
+
+def define_stiff_potential(stiffness: float) -> type:
+    """The same source run again, as a notebook cell is: each call defines a new class object
+    of the same module and qualified name and registers it."""
+
+    @register("potential", "test-stiff-potential")
+    class StiffPotential(Potential):
+        def __init__(self, width: int, scale: float = 1.0) -> None:
+            super().__init__()
+            self.width = width
+            self.scale = scale
+
+        def gradient(self, q: torch.Tensor) -> torch.Tensor:
+            return stiffness * self.scale * q
+
+    return StiffPotential
+
+
+def test_a_class_defined_and_registered_again_replaces_the_old_one(restore_registry):
+    first = define_stiff_potential(1.0)
+    old = build({"type": "test-stiff-potential", "scale": 2.0}, width=1)
+    order = list(registered("potential"))
+    second = define_stiff_potential(3.0)
+    assert second is not first and second.__qualname__ == first.__qualname__
+    assert registry.lookup("test-stiff-potential", "potential") is second
+    assert registered("potential")["test-stiff-potential"] is second
+    assert list(registered("potential")) == order            # it keeps its place
+    assert registry._KIND_OF["test-stiff-potential"] == "potential"
+    new = build(spec_of(old), width=1)                        # an old spec builds the new class
+    assert type(new) is second and spec_of(new) == spec_of(old)
+    torch.testing.assert_close(new.gradient(torch.ones(2, 1)), torch.full((2, 1), 6.0))
+    with pytest.raises(AttributeError, match="part of its spec"):
+        new.scale = 4.0                                        # the new class is guarded too
+    field = build({"type": "port-hamiltonian", "potential": "test-stiff-potential"}, width=1)
+    assert type(field.potential) is second
+    # registering a class again is a no-op: its constructor is not wrapped twice
+    init = second.__init__
+    assert register("potential", "test-stiff-potential")(second) is second
+    assert second.__init__ is init and registered("potential")["test-stiff-potential"] is second
+
+
+def test_a_different_class_under_a_taken_name_is_refused(restore_registry):
+    stiff = define_stiff_potential(1.0)
+    before = {kind: dict(registered(kind)) for kind in KINDS}
+
+    def potential_class(module: str, qualname: str) -> type:
+        return type(qualname, (Potential,), {"__module__": module, "__qualname__": qualname})
+
+    refused = [
+        ("potential", "test-stiff-potential", potential_class(__name__, "OtherPotential"),
+         r"'test-stiff-potential' is already registered \(a potential: "
+         r".*StiffPotential\); pick another name"),
+        ("potential", "test-stiff-potential",                  # same qualname, another module
+         potential_class("my_notebook", stiff.__qualname__), "pick another name"),
+        ("potential", "scalar-potential-mlp",                  # a built-in is never replaced
+         potential_class("my_notebook", "ScalarPotentialMLP"), "pick another name"),
+        ("control", "test-stiff-potential",                    # same class, another kind
+         potential_class(stiff.__module__, stiff.__qualname__), "a name keeps its kind"),
+        ("potential", "test-stiff-potential-2", stiff,         # one class, one name
+         "is registered as 'test-stiff-potential' already"),
+    ]
+    for kind, name, cls, message in refused:
+        with pytest.raises(ValueError, match=message):
+            register(kind, name)(cls)
+        assert cls is stiff or "_spec_type" not in cls.__dict__  # left as it was
+    assert {kind: dict(registered(kind)) for kind in KINDS} == before
+    assert set(registry._KIND_OF) == {n for names in before.values() for n in names}
+    assert registry.lookup("scalar-potential-mlp") is ScalarPotentialMLP

@@ -23,6 +23,7 @@ import phys_l2o
 from phys_l2o import load_checkpoint, parallel
 from phys_l2o.experiments import paper
 from phys_l2o.experiments.compose import PACKAGE_DIR
+from phys_l2o.experiments.folder import RunFolder
 from phys_l2o.experiments.runner import run_sweep
 from phys_l2o.experiments.spec import Sweep, SweepError, load_sweep
 
@@ -147,6 +148,15 @@ def test_a_sweep_writes_each_cell_and_resumes_from_them(tiny, tmp_path, capsys):
     run_sweep(tiny, "other", out=out, device="cpu", progress=False, overwrite=True)
     assert "0 finished cells reused" in capsys.readouterr().out
     assert len(finals(out)) == 6
+
+    # a second process on the same folder is refused while a run holds its lock
+    from filelock import FileLock
+
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with FileLock(RunFolder(out).lock_path):
+        with pytest.raises(SweepError, match="another phys-l2o process is running into"):
+            run_sweep(tiny, "other", out=out, device="cpu", progress=False, overwrite=True)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before   # nothing removed
 
 
 def sweep_command(*args: str) -> list[str]:

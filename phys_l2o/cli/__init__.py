@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 # light imports only: `phys-l2o --help` answers without loading torch; the commands import
@@ -29,13 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..parallel import keep_freed_memory, thread_policy
 
+    terminated: list[int] = []
     if from_command_line:  # a process of its own (parallel.py, "Memory")
         keep_freed_memory()
+        preempt_on_sigterm(terminated)
     try:
         with thread_policy(getattr(args, "threads", None)):
             from .commands import RUN
 
-            return RUN[args.command](args, argv)
+            code = RUN[args.command](args, argv)
+            return 143 if terminated and code == 130 else code
     except (ValueError, FileNotFoundError) as error:  # CheckpointError, SpecError: ValueErrors
         print(f"phys-l2o: error: {error}", file=sys.stderr)
         return 2
@@ -45,4 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("phys-l2o: interrupted", file=sys.stderr)
-        return 130
+        return 143 if terminated else 130
+
+
+def preempt_on_sigterm(terminated: list[int]) -> None:
+    """Treat SIGTERM (what Slurm, Kubernetes and torchrun send before a kill) as Ctrl-C: the
+    run saves its training state and says how to continue; the command then exits 143
+    (128 + SIGTERM), and ``terminated`` records the signal."""
+    def stop(signum: int, frame: object) -> None:
+        terminated.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)

@@ -193,8 +193,10 @@ def train_on(args: argparse.Namespace, argv: list[str], ranks, device) -> int:
     if trained.diverged is not None:
         if not ranks.main:
             return 1
+        state_path.unlink(missing_ok=True)  # a run that ended: nothing to continue
         print(f"error: {trained.diverged}", file=sys.stderr)
-        print(f"nothing was written to {args.out}", file=sys.stderr)
+        print(f"nothing was written to {args.out} (the training state was removed: the same "
+              "or a corrected command starts afresh)", file=sys.stderr)
         return 1
     result = trained.result
     diverged = f"{result.skipped_updates} of {schedule.epochs * schedule.trajectories} " \
@@ -202,6 +204,7 @@ def train_on(args: argparse.Namespace, argv: list[str], ranks, device) -> int:
     if not ranks.main:
         return 0
     if result.best_epoch == 0 and not args.allow_untrained:
+        state_path.unlink(missing_ok=True)  # a run that ended: nothing to continue
         print(f"error: the validation loss never improved on the untrained weights "
               f"({result.best_validation:.4g}); {diverged}. Lower the meta learning rate or "
               f"out_mul, or train longer; nothing was written to {args.out} "

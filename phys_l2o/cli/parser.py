@@ -36,6 +36,13 @@ positive_int = integer_at_least(1, "a positive integer")
 seed_int = integer_at_least(0, "an integer >= 0")
 
 
+def out_path(text: str) -> Path:
+    """An output path: not empty (an empty --out would write into the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a folder or file name")
+    return Path(text)
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -144,7 +151,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     rep.add_argument("--budget", choices=budgets, default="paper",
                      help="paper (default): the paper's schedule; smoke: a tiny schedule that "
                           "checks the pipeline in under a minute")
-    rep.add_argument("--out", type=Path, default=None,
+    rep.add_argument("--out", type=out_path, default=None,
                      help="output folder (default runs/<task>, runs/<task>-reference for "
                           "--protocol reference)")
     rep.add_argument("--seeds", type=positive_int, default=1,
@@ -173,7 +180,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                          "first)")
     sw.add_argument("--seeds", type=positive_int, default=None,
                     help="meta-training seeds 0..N-1 (default: the budget's)")
-    sw.add_argument("--out", type=Path, default=None,
+    sw.add_argument("--out", type=out_path, default=None,
                     help="output folder (default runs/<sweep name>, with -reference for "
                          "--protocol reference)")
     add_protocol(sw)
@@ -200,7 +207,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     tr.add_argument("--budget", choices=budgets, default="paper",
                     help="the schedule to start from (default paper); the options below "
                          "override it")
-    tr.add_argument("--out", type=Path, required=True, help="checkpoint file to write (.pt)")
+    tr.add_argument("--out", type=out_path, required=True, help="checkpoint file to write (.pt)")
     for name in ("epochs", "trajectories", "meta-batch", "steps", "unroll",
                  "validation-problems"):
         tr.add_argument(f"--{name}", type=positive_int, default=None)
@@ -234,7 +241,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     ev.add_argument("--problems", type=positive_int, default=100)
     ev.add_argument("--steps", type=positive_int,
                     default=budget_sizes("quadratic", "paper")["steps"])
-    ev.add_argument("--out", type=Path, default=None,
+    ev.add_argument("--out", type=out_path, default=None,
                     help="folder for results.json, results.md and curves.png (default: print only)")
     add_again(ev, "--out holds earlier results", None)
     add_common(ev)
@@ -245,7 +252,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                         "and `reproduce mnist` runs, one pair of folders per protocol; print the "
                         "table.")
     cl.add_argument("runs", nargs="+", type=protocol_runs, metavar="PROTOCOL=QUAD_DIR,MNIST_DIR")
-    cl.add_argument("--out", type=Path, default=None, help="also write the table there")
+    cl.add_argument("--out", type=out_path, default=None, help="also write the table there")
     cl.add_argument("--heldout", type=Path, default=None, metavar="BENCH_DIR",
                     help="a `phys-l2o bench heldout` folder that scored the shipped optimizers: "
                          "adds the claim that the HNN generalizes better than the LSTM")
@@ -266,7 +273,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                     help="only these tasks of the suite (default: all)")
     bn.add_argument("--seeds", type=positive_int, default=None,
                     help="evaluation problems per task (default: the suite's)")
-    bn.add_argument("--out", type=Path, default=None,
+    bn.add_argument("--out", type=out_path, default=None,
                     help="output folder (default runs/bench-<suite>)")
     bn.add_argument("--no-speed", action="store_true",
                     help="skip the step-cost measurement on a one-million-parameter MLP")
@@ -291,7 +298,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     pk.add_argument("--threads", type=positive_int, default=None,
                     help="the torch threads the runs used (default: as their results.json "
                          "records)")
-    pk.add_argument("--into", type=Path, default=None,
+    pk.add_argument("--into", type=out_path, default=None,
                     help="the folder to write into (default: the package's pretrained weights)")
     return parser
 

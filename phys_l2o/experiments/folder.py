@@ -6,6 +6,7 @@
     OUT/cells/<method>/seed-<k>.pt    its checkpoint (the best weights)
     OUT/cells/<method>/seed-<k>.training.pt   its training state, while it meta-trains
     OUT/results.json, results.md, intervals.png, curves-<target>.png, transfer.png
+    .OUT.lock                         beside OUT: held while a run writes it (``locked``)
 
 ``<method>`` is the method's name as a file name (``slug``). The runner writes the folder, the
 claims and the pretrained packer read it; all through ``RunFolder``.
@@ -13,12 +14,16 @@ claims and the pretrained packer read it; all through ``RunFolder``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from ..checks import check_output_dir
 from ..reporting.results import write_json
@@ -114,6 +119,34 @@ class RunFolder:
                           f"{mine['sweep']['name']!r} with budget {mine['budget']!r} (sizes "
                           f"{mine['sizes']}), protocol {mine['protocol']!r}. Pass --overwrite "
                           "to start again there, or choose another --out")
+
+    @property
+    def lock_path(self) -> Path:
+        """The advisory lock of the folder: ``.<name>.lock`` beside it (it outlives the run,
+        empty; the folder itself may not exist before the run)."""
+        path = self.path.resolve()
+        return path.parent / f".{path.name}.lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock while a run writes it (local rank 0 of each machine; the
+        other ranks and the worker processes of the run share it).
+
+        Raises:
+            SweepError: another process holds it (the message names the folder).
+        """
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.lock_path, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise SweepError(f"another phys-l2o process is running into {self.path} (it holds "
+                             f"{self.lock_path}); wait for it to end, or choose another "
+                             "--out") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def prepare(self, manifest: dict[str, Any], mode: str) -> None:
         """Make the folder ready (local rank 0 of each machine): remove an earlier run's

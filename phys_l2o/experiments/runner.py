@@ -18,6 +18,7 @@ same whichever process runs it: its seeds are its own.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -302,8 +303,11 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         if blocked:
             raise SweepError(f"--compile: these variants cannot be compiled: {blocked}; leave "
                              "--compile out (the default compiles the variants that can be)")
-    with parallel.joined(resolve_device(device)) as (ranks, device):
+    with parallel.joined(resolve_device(device)) as (ranks, device), \
+            contextlib.ExitStack() as stack:
         mode = folder.check(plan.manifest(), overwrite)
+        if ranks.local_rank == 0:  # one run at a time in a folder: before anything changes
+            stack.enter_context(folder.locked())
         parallel.barrier(ranks)  # every rank has checked its folder before any is changed
         if ranks.local_rank == 0:  # each machine prepares its own --out
             folder.prepare(plan.manifest(), mode)

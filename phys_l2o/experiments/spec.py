@@ -149,6 +149,10 @@ class Sweep:
                 raise SweepError(f"{where}: missing `{key}` (see the sweep format in the docs: "
                                  "`phys-l2o sweep --help`)")
         name = _text(data["name"], f"{where}: name")
+        if "/" in name or "\\" in name or name.strip(".") == "" or name != name.strip():
+            raise SweepError(f"{where}: name {name!r} must be a plain name (it is the default "
+                             "output folder, runs/NAME): no path separators, no leading or "
+                             "trailing spaces, not . or ..")
         budgets = {str(b): _budget(sizes, f"{where}: [budgets.{b}]")
                    for b, sizes in _table(data["budgets"], f"{where}: budgets").items()}
         if not budgets:

@@ -162,6 +162,18 @@ class LearnedOptimizer(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} does not implement "
                                   "state_from_coordinates")
 
+    #: the smallest parameter tensor its per-tensor normalization keeps informative: a
+    #: unit-norm one-element tensor is only a sign. ``LearnedOptim`` normalizes smaller tensors
+    #: of a group together (``normalization_segments``); 1 leaves every tensor on its own.
+    min_segment: int = 1
+
+    @property
+    def coordinatewise(self) -> bool:
+        """Whether each coordinate's update depends on its own gradient and state only (no
+        normalization over a parameter tensor), so that the coordinates of a problem can be
+        stepped in chunks (``LearnedOptim`` does, to bound its memory)."""
+        return False
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

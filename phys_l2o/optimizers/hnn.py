@@ -138,6 +138,15 @@ class HNN(LearnedOptimizer):
         self.detach_q_dot = bool(detach_q_dot)
         self.output_norm = bool(output_norm)
 
+    @property
+    def min_segment(self) -> int:
+        # a unit-norm q_dot of a one-element tensor is its sign: it would oscillate
+        return 2 if self.normalize else 1
+
+    @property
+    def coordinatewise(self) -> bool:
+        return not (self.normalize or self.output_norm or self.features is not None)
+
     def init_state(self, params: Tensor, segments: Sequence[int]) -> HNNState:
         check_init(params, segments)
         return HNNState(params.new_zeros(params.shape), Segments.of(segments, params.device),

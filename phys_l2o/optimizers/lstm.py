@@ -160,6 +160,10 @@ class LSTMOptimizer(LearnedOptimizer):
         # ``torch.compile`` would copy the input it saves for the backward pass
         self.compilable = not self.alias_grad
 
+    @property
+    def coordinatewise(self) -> bool:
+        return True
+
     def init_state(self, params: Tensor, segments: Sequence[int]) -> LSTMState:
         check_init(params, segments)
         # distinct tensors (not one zero tensor shared): aliasing would recompile a compiled step
@@ -175,8 +179,9 @@ class LSTMOptimizer(LearnedOptimizer):
 
     def state_from_coordinates(self, fields: dict[str, Tensor], params: Tensor,
                                segments: Sequence[int]) -> LSTMState:
-        return LSTMState(*(tuple(fields[f"{kind}{i}"].t().contiguous()
-                                 for i in range(len(self.cells))) for kind in "hc"))
+        # views, no copy: the step reads them as (hidden, rows) with rows contiguous
+        return LSTMState(*(tuple(fields[f"{kind}{i}"].t() for i in range(len(self.cells)))
+                           for kind in "hc"))
 
     def _aliased(self, grad: Tensor, state: LSTMState) -> tuple[Tensor, tuple[Tensor, ...]]:
         """The input and ``shared`` state under ``alias_grad`` while meta-training."""

@@ -172,6 +172,10 @@ class ParameterStateOptimizer(LearnedOptimizer):
             raise ValueError("the adjoint is not supported in the parameter state: its "
                              "backward solve would need the graph of the step's loss gradient")
 
+    @property
+    def coordinatewise(self) -> bool:
+        return True
+
     def init_state(self, params: Tensor, segments: Sequence[int]) -> ParameterState:
         check_init(params, segments)
         return ParameterState(params.new_zeros(params.shape))

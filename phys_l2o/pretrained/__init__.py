@@ -8,9 +8,12 @@ a ``torch.optim`` optimizer.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,10 +25,34 @@ if TYPE_CHECKING:
 PRETRAINED_PACKAGE = "phys_l2o.pretrained"
 
 
+class PretrainedError(RuntimeError):
+    """The shipped manifest or a weights file is broken: reinstall the package."""
+
+
 @cache
 def _manifest() -> dict[str, dict[str, Any]]:
     path = resources.files(PRETRAINED_PACKAGE).joinpath("manifest.json")
-    return json.loads(path.read_text())["optimizers"] if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        optimizers = json.loads(path.read_text())["optimizers"]
+        if not isinstance(optimizers, dict) or not all(
+                isinstance(e, dict) and isinstance(e.get("file"), str)
+                for e in optimizers.values()):
+            raise TypeError("each optimizer needs an entry with its `file`")
+    except (ValueError, KeyError, TypeError) as error:
+        raise PretrainedError(f"the pretrained optimizers' manifest.json is damaged ({error}); "
+                              "reinstall phys-l2o (`pip install -e .` in a clone)") from error
+    return optimizers
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def pretrained_names() -> list[str]:
@@ -40,7 +67,9 @@ def is_pretrained(name: object) -> bool:
 
 def pretrained_info(name: str) -> dict[str, Any]:
     """The manifest entry of a pretrained optimizer: how it was made (command, commit, seed,
-    budget), its validation loss and its row of the test table.
+    budget, schedule), its ``horizon`` (the steps per trajectory it was meta-trained on, past
+    which ``LearnedOptim`` warns), its validation loss, its rows of the test tables and its
+    held-out scores (``generalization``).
 
     Raises:
         ValueError: an unknown name (the message lists the shipped ones).
@@ -57,6 +86,17 @@ def load_pretrained(name: str, device: torch.device | str = "cpu") -> LearnedOpt
     from ..meta.checkpoint import load_checkpoint
 
     entry = pretrained_info(name)
-    with resources.as_file(resources.files(PRETRAINED_PACKAGE).joinpath(entry["file"])) as path:
+    file = entry["file"]
+    if Path(file).name != file or file in ("", ".", ".."):
+        raise PretrainedError(f"the manifest names {file!r} for {name!r}: a pretrained file is "
+                              "a plain file name inside the package; reinstall phys-l2o")
+    with resources.as_file(resources.files(PRETRAINED_PACKAGE).joinpath(file)) as path:
+        if not path.is_file():
+            raise PretrainedError(f"the weights of {name!r} ({file}) are missing from the "
+                                  "package; reinstall phys-l2o")
+        if "sha256" in entry and sha256_of(path) != entry["sha256"]:
+            raise PretrainedError(f"the weights of {name!r} ({file}) do not match the SHA-256 "
+                                  "the manifest records: the file was changed or damaged; "
+                                  "reinstall phys-l2o")
         optimizer, _ = load_checkpoint(path, device)
     return optimizer

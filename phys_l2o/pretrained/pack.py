@@ -19,7 +19,6 @@ weights it scored (``generalization_note``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -32,6 +31,7 @@ from ..experiments.folder import RunFolder
 from ..experiments.paper import target_key
 from ..meta.checkpoint import load_checkpoint, save_checkpoint
 from ..reporting.results import as_losses
+from . import sha256_of
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,8 +45,12 @@ def read_manifest(into: Path, missing_ok: bool = True) -> dict:
 
 
 def write_manifest(into: Path, document: dict) -> Path:
-    """Write ``document`` as ``into/manifest.json``, its optimizers by name; returns the path."""
+    """Write ``document`` as ``into/manifest.json``, its optimizers by name, each with the
+    SHA-256 of its file (``load_pretrained`` checks it); returns the path."""
     document["optimizers"] = dict(sorted(document["optimizers"].items()))
+    for entry in document["optimizers"].values():
+        if (into / entry["file"]).is_file():
+            entry["sha256"] = sha256_of(into / entry["file"])
     path = into / "manifest.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
@@ -94,6 +98,7 @@ def pack(run: str | os.PathLike, commit: str, threads: int | None, manifest: dic
             "commit": commit, "threads": threads if threads is not None else results["threads"],
             "seed": seed, "budget": results["budget"], "torch": results["torch"],
             "data": results.get("data_notes"), "schedule": meta.get("schedule"),
+            "horizon": (meta.get("schedule") or {}).get("steps"),
             "best_epoch": meta.get("best_epoch"), "validation_loss": meta.get("best_validation"),
             "test": test_rows(results, method),
             "test_problems": results["sizes"]["test_problems"], "steps": results["sizes"]["steps"],
@@ -147,7 +152,7 @@ def generalization_note(results: dict, name: str, untuned: str = "adam-1e-3") ->
 def scored_as(results: dict, name: str, weights: str | os.PathLike) -> str | None:
     """The method of a bench's ``results`` that scored the file ``weights`` (the same
     SHA-256): ``name`` itself, or another (a sweep's cell shipped as ``name``); ``None``."""
-    sha = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    sha = sha256_of(weights)
     scored = [m for m, e in results["methods"].items() if e.get("sha256") == sha]
     return name if name in scored else (scored[0] if scored else None)
 
@@ -241,7 +246,8 @@ def pack_sweep(run: str | os.PathLike, variant: str, name: str,
         "commit": (chosen.get("versions", {}).get("commit") or "")[:7] or None,
         "threads": chosen.get("threads"), "seed": seed, "budget": manifest["budget"],
         "sizes": manifest.get("sizes"), "torch": chosen.get("versions", {}).get("torch"),
-        "schedule": chosen.get("schedule"), "seconds": chosen["seconds"],
+        "schedule": chosen.get("schedule"), "horizon": (chosen.get("schedule") or {}).get("steps"),
+        "seconds": chosen["seconds"],
         "best_epoch": meta.get("best_epoch"), "validation_loss": meta.get("best_validation"),
         "selection": {"rule": "the meta-seed with the lowest mean log final loss on the "
                               "sweep's test targets (its training distribution)",

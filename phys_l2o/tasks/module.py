@@ -67,6 +67,14 @@ class ModuleTask(Task):
         positive_int("batch_size", batch_size)
         positive_int("steps", steps)
         positive_int("eval_examples", eval_examples)
+        if isinstance(model, nn.Module) or not callable(model):
+            raise TypeError(f"model must be a function that builds a fresh model (every problem "
+                            f"starts from its own), e.g. `lambda: nn.Linear(4, 3)` or a class, "
+                            f"not {'a model' if isinstance(model, nn.Module) else repr(model)}")
+        for what, value in (("inputs", inputs), ("targets", targets)):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{what} must be a tensor with one example per row, got "
+                                f"{type(value).__name__} (use torch.as_tensor)")
         if len(inputs) != len(targets):
             raise ValueError(f"inputs and targets hold different numbers of examples "
                              f"({len(inputs)} and {len(targets)})")
@@ -83,11 +91,24 @@ class ModuleTask(Task):
                              f"minibatch of {batch_size}")
         self.model_factory = model
         self.template = model().eval()
+        if not isinstance(self.template, nn.Module):
+            raise TypeError(f"model() must return an nn.Module, got "
+                            f"{type(self.template).__name__}")
         self.names = [n for n, _ in self.template.named_parameters()]
         self.shapes = [p.shape for _, p in self.template.named_parameters()]
         if not self.names:
             raise ValueError("the model has no parameters to optimize")
         self.segments = tuple(p.numel() for _, p in self.template.named_parameters())
+        try:  # the model, the data and the loss fit together: found now, not at the first loss
+            with torch.no_grad():
+                value = loss(self.template(inputs[:2]), targets[:2])
+        except Exception as error:  # noqa: BLE001 - any failure is a mismatch to report
+            raise ValueError(f"the model and the loss cannot take the data (inputs "
+                             f"{tuple(inputs.shape)} {inputs.dtype}, targets "
+                             f"{tuple(targets.shape)} {targets.dtype}): {error}") from error
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            raise ValueError(f"the loss must return one number per minibatch, got "
+                             f"{getattr(value, 'shape', type(value).__name__)}")
         self.inputs, self.targets = inputs, targets
         self.loss_fn = loss
         self.batch_size, self.steps, self.name = batch_size, steps, name
