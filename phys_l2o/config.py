@@ -52,3 +52,6 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"no config file at {path}") from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path} is not valid TOML: {error}") from error
+    except RecursionError:
+        raise SpecError(f"{path} nests its tables or arrays too deeply to be read; a spec "
+                        "needs a few levels") from None

@@ -165,7 +165,9 @@ class LearnedOptim(torch.optim.Optimizer):
         blocked = self.network.uncompilable_pieces()
         if compile == "auto" and (blocked or not compile_available()):
             return None
-        mode = given.mode if isinstance(given, CompiledOptimizer) else None
+        # no CUDA graphs by default: their outputs, which the state keeps across steps, are
+        # overwritten at the next replay
+        mode = given.mode if isinstance(given, CompiledOptimizer) and given.mode else "default"
         return self.network.compiled(mode=mode)  # raises (compile=True) with the reason
 
     @property

@@ -335,6 +335,9 @@ def build(spec: str | Mapping[str, Any], kind: str | None = None, **context: Any
         return cls(**spec)
     except TypeError as error:
         raise SpecError(f"bad options for {name!r} ({cls.__qualname__}): {error}") from error
+    except RuntimeError as error:  # torch refusing a size, e.g. a negative width
+        raise SpecError(f"{name!r} ({cls.__qualname__}) cannot be built with the options "
+                        f"{spec}: {str(error).splitlines()[0]}") from error
 
 
 def build_part(value: Any, kind: str, **context: Any) -> Any:

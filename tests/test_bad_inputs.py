@@ -46,6 +46,10 @@ CONFIGS = {
                    "potential = 'scalar-potential-mlp'\n",
     "readout-flow.toml": "[optimizer]\ntype = 'hnn'\nreadout = 'rk4'\n",
     "task-as-optimizer.toml": "[optimizer]\ntype = 'quadratic'\n",
+    "negative-width.toml": "[optimizer]\ntype = 'hnn'\n[optimizer.field]\n"
+                           "type = 'port-hamiltonian'\npotential = { type = "
+                           "'potential-gradient-mlp', hidden = -3 }\n",
+    "deep.toml": "a = " + "[" * 3000 + "]" * 3000 + "\n",
 }
 
 
@@ -80,6 +84,10 @@ SWEEPS = {
                                         '"port-hamiltonian", potential = "scalar-potential-mlp" '
                                         '} }'),
     "sweep-path-name.toml": SWEEP.replace('name = "s"', 'name = "../../elsewhere"'),
+    "sweep-task.toml": SWEEP.replace('train = { type = "quadratic" }',
+                                     'train = { type = "quadratic", dim = 0 }'),
+    "sweep-target.toml": SWEEP.replace('task = { type = "quadratic" }',
+                                       'task = { type = "quadratic", condition = -1.0 }'),
     "sweep.toml": SWEEP,
 }
 
@@ -129,8 +137,13 @@ EVAL = ["evaluate", "--no-progress", "--device", "cpu", "--problems", "2", "--st
 CLI_CASES = [
     (["reproduce", "cubic"], "invalid choice"),
     (["reproduce", "quadratic", "--out", ""], "an empty path"),
+    ([*EVAL, "--optimizer", "adam", "--problems", "100000000000"],
+     "out of memory (it asked for"),
     (["sweep", f"{W}/sweep.toml", "--out", " "], "an empty path"),
     (["sweep", f"{W}/sweep-path-name.toml"], "must be a plain name"),
+    (["sweep", f"{W}/sweep-task.toml", "--out", f"{W}/new-run"],
+     "sweep 's', [train] task: dim must be"),
+    (["sweep", f"{W}/sweep-target.toml", "--out", f"{W}/new-run"], "[targets.q] task:"),
     ([*TRAIN, "--out", ""], "an empty path"),
     (["reproduce", "quadratic", "--budget", "huge"], "invalid choice"),
     (["reproduce", "quadratic", "--out", f"{W}/earlier-run"], "holds results of another run"),
@@ -193,6 +206,9 @@ CLI_CASES = [
     ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/string-number.toml"],
      "out_mul must be a positive finite number"),
     ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/width.toml"], "width=2 is needed"),
+    ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/negative-width.toml"],
+     "cannot be built with the options {'hidden': -3"),
+    ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/deep.toml"], "nests its tables or arrays"),
     ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/with-task.toml", "--task", "quadratic"],
      "given twice"),
     ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/scalar.toml", "--optimizer", "hnn"],

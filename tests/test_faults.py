@@ -173,3 +173,21 @@ def test_reproduce_resumes_an_interrupted_run(tmp_path):
     assert resumed.wait(timeout=300) == 0, resumed.communicate()
     assert (out / "results.json").is_file()
     assert not list((out / "cells").glob("*/*.training.pt"))
+
+
+def test_a_write_that_fails_says_so_and_leaves_the_earlier_file(tmp_path):
+    """torch's file writer reports a full disk as a RuntimeError ("unexpected pos ..."): it
+    becomes an OSError naming the file, and the file written before stays whole."""
+    from phys_l2o.meta.checkpoint import atomic_write
+
+    path = tmp_path / "hnn.pt"
+    path.write_bytes(b"earlier")
+
+    def full_disk(tmp):
+        Path(tmp).write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 128 vs 0")
+
+    with pytest.raises(OSError, match="could not write the file") as info:
+        atomic_write(path, full_disk)
+    assert info.value.filename == str(path)
+    assert path.read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["hnn.pt"]

@@ -1,5 +1,7 @@
 """Meta-training, evaluation, statistics and checkpoints."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -191,6 +193,19 @@ def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_p
             meta_train(opt, task, schedule, seed=2, progress=False, state_path=path)
     assert info.value.epoch == 2 and info.value.state_path == path
     assert weights_equal(opt.state_dict(), info.value.result.best_state)
+    # a state of another task, seed or schedule is refused, naming what differs
+    from phys_l2o.meta import CheckpointError
+
+    for other, kwargs, differs in [
+            (QuadraticTask(dim=5), {}, "(this run: {'type': 'quadratic', 'dim': 5"),
+            (task, {"seed": 3}, "seed 2 (this run: 3)"),
+            (task, {"schedule": tiny_schedule(epochs=4, trajectories=2, meta_batch=2, steps=12,
+                                              unroll=4, validation_problems=3)},
+             "unroll 5 (this run: 4)")]:
+        options = {"seed": 2, "schedule": schedule, **kwargs}
+        with pytest.raises(CheckpointError, match=re.escape(differs)):
+            meta_train(opt, other, options.pop("schedule"), progress=False, state_path=path,
+                       resume=True, **options)
     resumed = meta_train(opt, task, schedule, seed=2, progress=False, keep_last=True,
                          state_path=path, resume=True)
     assert weights_equal(resumed.last_state, straight.last_state)

@@ -145,9 +145,14 @@ def test_a_sweep_writes_each_cell_and_resumes_from_them(tiny, tmp_path, capsys):
     # another budget on the same folder is refused; --overwrite starts again
     with pytest.raises(SweepError, match="budget 'tiny'.*Pass --overwrite"):
         run_sweep(tiny, "other", out=out, device="cpu", progress=False)
+    mine = [out / "cells" / "b" / "img.tif", out / "cells" / "hnn" / "notes.txt"]
+    for path in mine:                  # a user's files: --overwrite removes only the run's
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine")
     run_sweep(tiny, "other", out=out, device="cpu", progress=False, overwrite=True)
     assert "0 finished cells reused" in capsys.readouterr().out
     assert len(finals(out)) == 6
+    assert all(path.read_text() == "mine" for path in mine)
 
     # a second process on the same folder is refused while a run holds its lock
     from filelock import FileLock
@@ -440,3 +445,31 @@ def test_no_import_circle_anywhere_in_the_package():
     assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     circles = import_circles(graph)
     assert not circles, f"import circles: {circles}"
+
+
+def test_a_changed_sweep_file_reuses_the_cells_it_did_not_change(tiny, tmp_path, capsys):
+    """A new title, an added variant and a changed one: the finished cells whose spec,
+    schedule, seed and targets are unchanged are reused, the changed variant's rerun."""
+    out = tmp_path / "run"
+    run_sweep(tiny, "other", out=out, device="cpu", progress=False, seeds=1)
+    before = {p.name + p.parent.name: p.read_bytes() for p in (out / "cells").glob("*/*.json")}
+    capsys.readouterr()
+    head, tail = TINY.replace('title = "A tiny sweep"', 'title = "Tiny, renamed"').rsplit(
+        "unroll = 5", 1)
+    changed = (head + "unroll = 4" + tail +
+               '\n[[variants]]\nname = "hnn wide"\noptimizer = { type = "hnn", out_mul = 0.002 }'
+               '\nunroll = 5\n')
+    (tmp_path / "changed.toml").write_text(changed)
+    run_sweep(tmp_path / "changed.toml", "other", out=out, device="cpu", progress=False,
+              seeds=1)
+    printed = capsys.readouterr().out
+    assert "1 finished cell rerun" in printed and "no control (seed 0)" in printed
+    assert "3 finished cells reused, 2 to run" in printed
+    after = {p.name + p.parent.name: p.read_bytes() for p in (out / "cells").glob("*/*.json")}
+    for key in ("seed-0.jsonhnn", "baseline.jsonsgd", "baseline.jsonadam"):
+        assert after[key] == before[key], key                      # reused as they were
+    assert after["seed-0.jsonno-control"] != before["seed-0.jsonno-control"]
+    assert "seed-0.jsonhnn-wide" in after
+    with pytest.raises(SweepError, match="another sweep"):          # another sweep's name
+        (tmp_path / "renamed.toml").write_text(changed.replace('name = "tiny"', 'name = "x"'))
+        run_sweep(tmp_path / "renamed.toml", "other", out=out, device="cpu", progress=False)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 
@@ -45,11 +46,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as error:  # the command's own reading and writing
         where = f" ({error.filename})" if error.filename else ""
-        print(f"phys-l2o: error: {error.strerror or error}{where}", file=sys.stderr)
+        print(f"phys-l2o: error: {error.strerror or error}{where}. {INTACT}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print("phys-l2o: error: an input is nested too deeply to be read (a spec or a config "
+              "table within itself hundreds of times); a spec needs a few levels",
+              file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as error:
+        text = str(error)
+        if not isinstance(error, MemoryError) and "can't allocate memory" not in text \
+                and "out of memory" not in text.lower():
+            raise
+        tried = re.search(r"tried to allocate (\d+) bytes", text)
+        size = f" (it asked for {int(tried[1]) / 1e9:.1f} GB)" if tried else ""
+        print(f"phys-l2o: error: out of memory{size}: use fewer problems (--problems, "
+              f"--meta-batch, --validation-problems), a smaller model or a machine with more "
+              f"memory. {INTACT}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("phys-l2o: interrupted", file=sys.stderr)
         return 143 if terminated else 130
+
+
+#: what a failed command says of its files (every file is written whole or not at all).
+INTACT = ("The files written before are intact (each is written whole or not at all); once "
+          "fixed, the same command continues where it stopped (`train` with --resume)")
 
 
 def preempt_on_sigterm(terminated: list[int]) -> None:

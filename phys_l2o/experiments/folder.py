@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,9 @@ from .spec import SweepError, slug
 
 #: the format written into a run's ``sweep.json`` and every cell record.
 FORMAT = "phys-l2o-sweep/1"
+#: the files a run writes under ``cells/`` (``--overwrite`` removes these, nothing else).
+CELL_FILES = ("*/seed-*.json", "*/seed-*.pt", "*/baseline.json", "*/.seed-*.tmp",
+              "*/.baseline.json.*.tmp")
 #: files of a run folder that belong to a run (anything else is left alone).
 RUN_FILES = ("sweep.json", "sweep.log", "results.json", "results.md", "intervals.png",
              "curves-*.png", "transfer.png")
@@ -87,7 +89,9 @@ class RunFolder:
 
     def check(self, manifest: dict[str, Any], overwrite: bool = False) -> str:
         """What to do with the folder for a run of ``manifest``: ``"new"``, ``"resume"`` (the
-        same manifest), or ``"overwrite"``. Reads only.
+        same manifest), ``"update"`` (the same sweep, budget and protocol, its file changed:
+        a title, a variant, a target; each finished cell is reused if what it depends on is
+        unchanged, ``Plan.depends``), or ``"overwrite"``. Reads only.
 
         Raises:
             SweepError: the folder holds another run, or files of an unknown run, and
@@ -111,7 +115,12 @@ class RunFolder:
             theirs.setdefault("protocol", "corrected")  # written before protocols existed
         if theirs == mine:
             return "resume"
-        what = ("another sweep" if theirs.get("sweep") != mine["sweep"] else
+        if isinstance(theirs, dict) and isinstance(theirs.get("sweep"), dict) and \
+                theirs["sweep"].get("name") == mine["sweep"]["name"] and \
+                all(theirs.get(key) == mine[key] for key in ("budget", "sizes", "protocol")):
+            return "update"
+        what = ("another sweep" if (theirs.get("sweep") or {}).get("name") !=
+                mine["sweep"]["name"] else
                 f"the {theirs.get('protocol')!r} protocol"
                 if theirs.get("protocol") != mine["protocol"] else
                 f"budget {theirs.get('budget')!r} (sizes {theirs.get('sizes')})")
@@ -154,12 +163,25 @@ class RunFolder:
         if mode == "overwrite":  # (machines that share a folder may both remove it)
             for path in self.earlier_files():
                 if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
+                    self._remove_cells()
                 else:
                     path.unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
         if mode != "resume":
             write_json(self.manifest_path, manifest)
+
+    def _remove_cells(self) -> None:
+        """Remove the cell files a run wrote (``cells/<method>/seed-<k>.*``,
+        ``baseline.json``), then the folders they leave empty; anything else stays."""
+        cells = self.path / "cells"
+        for pattern in CELL_FILES:
+            for path in cells.glob(pattern):
+                path.unlink(missing_ok=True)
+        for folder in sorted((p for p in cells.rglob("*") if p.is_dir()), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: it holds files of its own
+                folder.rmdir()
+        with contextlib.suppress(OSError):
+            cells.rmdir()
 
     def read_manifest(self) -> dict[str, Any]:
         return json.loads(self.manifest_path.read_text())

@@ -3,6 +3,8 @@ writes; and the one rule that turns budget sizes and variant settings into a ``S
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,6 +66,31 @@ class Plan:
     def cells(self) -> list[Cell]:
         """The cells of the run (see ``Sweep.cells``)."""
         return self.sweep.cells(self.seeds, self.max_seeds)
+
+    def depends(self, cell: Cell) -> str:
+        """What ``cell``'s record depends on, as a short hash: the training task, every
+        target's task (a record holds all targets), the cell's optimizer spec and settings
+        (a learned cell's schedule and seed; a baseline's spec on each target), the test sizes
+        and seed, and the protocol. A finished cell whose hash is unchanged is reused when the
+        sweep file changes otherwise (a title, another variant)."""
+        sweep = self.sweep
+        what: dict[str, Any] = {
+            "targets": {t.label: t.task for t in sweep.targets},
+            "steps": self.sizes["steps"], "test_problems": self.sizes["test_problems"],
+            "test_seed": sweep.test_seed, "protocol": self.protocol,
+            "reported_loss": self.reported_loss, "seed": cell.seed}
+        if cell.seed is None:  # a baseline: its spec on each target that runs it
+            what["baseline"] = {t.label: t.baselines[cell.method] for t in sweep.targets
+                                if cell.method in t.baselines}
+        else:
+            variant = sweep.variant(cell.method)
+            spec, settings = self.setup(variant)
+            what.update(train=sweep.train, optimizer=spec, settings=settings,
+                        schedule=self.schedule(variant).to_dict(),
+                        validation_problems=self.sizes.get("validation_problems"),
+                        monitor=[label for label in sweep.monitor])
+        text = json.dumps(what, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def setup(self, variant: Variant) -> tuple[Spec, dict[str, Any]]:
         """The variant's optimizer spec and settings under the plan's protocol."""

@@ -294,9 +294,44 @@ def run_cells(plan: Plan, cells: Sequence[Cell], workers: int, options: dict,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def check_builds(plan: Plan, data_root: str | None) -> None:
+    """Build every task, learned optimizer, estimator and baseline of ``plan`` once, before
+    anything is written: a bad option is found here, and its message names the table.
+
+    Raises:
+        SweepError: a part that cannot be built (the sweep, the table and the reason).
+    """
+    sweep, steps = plan.sweep, plan.sizes["steps"]
+    context = {"data_root": data_root, "device": torch.device("cpu")}  # built to be checked
+
+    def attempt(where: str, make: Any) -> None:
+        try:
+            make()
+        except SweepError:
+            raise
+        except (ValueError, TypeError, KeyError) as error:  # SpecErrors are ValueErrors
+            raise SweepError(f"sweep {sweep.name!r}, {where}: {error}") from None
+
+    attempt("[train] task", lambda: build_task(sweep.train, steps, **context))
+    for t in sweep.targets:
+        if as_spec(t.task) != as_spec(sweep.train):
+            attempt(f"[targets.{t.label}] task",
+                    lambda t=t: build_task(t.task, steps, **context))
+        for name, spec in t.baselines.items():
+            attempt(f"[targets.{t.label}] baseline {name!r}",
+                    lambda spec=spec: build(spec, "baseline"))
+    for v in sweep.variants:
+        attempt(f"variant {v.name!r}", lambda v=v: build(plan.setup(v)[0], "optimizer"))
+        estimator = plan.setup(v)[1].get("estimator")
+        if estimator is not None:
+            attempt(f"variant {v.name!r}: estimator",
+                    lambda e=estimator: build(e, "estimator"))
+
+
 def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progress,
          command, workers: int | None = None) -> dict | None:
     sweep, folder = plan.sweep, plan.folder
+    check_builds(plan, data_root)
     if compile:
         blocked = {v.name: pieces for v in sweep.variants
                    if (pieces := build(plan.setup(v)[0], "optimizer").uncompilable_pieces())}
@@ -314,9 +349,15 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         parallel.barrier(ranks)
         started = time.perf_counter()
         cells = plan.cells()
-        done = {c: r for c in cells if (r := folder.read_cell(c.method, c.seed)) is not None}
+        done, changed = finished_cells(plan, cells, mode)
+        if changed and ranks.main:
+            print(f"note: {plural(len(changed), 'finished cell')} rerun, what they depend on "
+                  f"changed in the sweep file (spec, schedule or targets): "
+                  f"{', '.join(map(str, changed))}")
         reused = len(done)
         todo = longest_first(plan, [c for c in cells if c not in done])
+        if mode == "update" and ranks.local_rank == 0:
+            drop_stale_states(plan, todo)
         parallel.barrier(ranks)  # every rank has read the same finished cells
         mine = [c for i, c in enumerate(todo) if ranks.mine(i)]
         if workers is None:
@@ -339,6 +380,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         try:
             for cell, record in run_cells(plan, mine, workers, options, runner):
                 record["rank"] = ranks.rank
+                record["depends"] = plan.depends(cell)
                 folder.write_cell(cell.method, cell.seed, record)
                 folder.log(log_line(cell, record))
                 fresh[cell] = record
@@ -359,6 +401,44 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
                 "reused_cells": reused, "seconds": time.perf_counter() - started,
                 "data_notes": runner.notes}
         return write_reports(plan, [done[c] for c in cells], meta)
+
+
+def finished_cells(plan: Plan, cells: list[Cell], mode: str) -> tuple[dict[Cell, dict],
+                                                                      list[Cell]]:
+    """The finished cells to reuse, and those whose record no longer fits the sweep file (what
+    they depend on changed). A record written before records said what they depend on is
+    reused only when the whole manifest is unchanged (``mode == "resume"``)."""
+    done, changed = {}, []
+    for cell in cells:
+        record = plan.folder.read_cell(cell.method, cell.seed)
+        if record is None:
+            continue
+        if record.get("depends", None if mode == "resume" else "") in (None,
+                                                                      plan.depends(cell)):
+            done[cell] = record
+        else:
+            changed.append(cell)
+    return done, changed
+
+
+def drop_stale_states(plan: Plan, cells: list[Cell]) -> None:
+    """Remove the training states of ``cells`` that belong to another spec or schedule (a
+    variant changed in the sweep file while it meta-trained): they start afresh."""
+    from ..meta import CheckpointError
+    from ..meta.state import load_training_state
+
+    for cell in cells:
+        path = plan.folder.training_state(cell.method, cell.seed) if cell.seed is not None \
+            else None
+        if path is None or not path.is_file():
+            continue
+        variant = plan.sweep.variant(cell.method)
+        try:
+            load_training_state(path, optimizer=build(plan.setup(variant)[0], "optimizer"),
+                                schedule=plan.schedule(variant), seed=cell.seed)
+        except CheckpointError as error:
+            print(f"note: {cell} starts afresh: {error}")
+            path.unlink(missing_ok=True)
 
 
 def plural(count: int, word: str) -> str:

@@ -165,7 +165,8 @@ class Checkpointing(Callback):
 
     def save(self, trainer: MetaTrainer, state: TrainState) -> None:
         if trainer.ranks.main:
-            save_training_state(self.path, state, schedule=trainer.schedule, seed=trainer.seed)
+            save_training_state(self.path, state, schedule=trainer.schedule, seed=trainer.seed,
+                                task=trainer.task)
         else:
             state.stamp()
         self.saved_epoch = state.epoch

@@ -9,7 +9,9 @@ optimizer with the saved weights.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,13 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except RuntimeError as error:  # torch's file writer reports a full disk this way
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(errno.ENOSPC if free < (1 << 26) else errno.EIO,
+                          f"could not write the file ({str(error).splitlines()[0]}; "
+                          f"{free / 1e6:.0f} MB free on its disk)", str(path)) from error
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal rights

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,13 +18,13 @@ from .rollout import rollout
 
 
 def evaluate(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
-             scale: float | None = None,
-             return_params: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+             scale: float | None = None, return_params: bool = False,
+             progress: Any = None) -> Tensor | tuple[Tensor, Tensor]:
     """Losses ``(batch, steps)`` of ``optimizer`` on ``problems`` (no meta-gradients).
 
     ``scale``: the scale of the updates (default: the optimizer's ``step_scale``, the
     ``out_mul`` it was trained with). ``return_params``: also return the parameters reached
-    (``(losses, params)``).
+    (``(losses, params)``). ``progress``: a ``tqdm`` bar advanced at every step.
     """
     was_training = getattr(optimizer, "training", None)
     if was_training:
@@ -31,7 +32,7 @@ def evaluate(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *
     try:
         with torch.no_grad():
             return rollout(optimizer, task, problems, steps, scale=scale,
-                           return_params=return_params)
+                           return_params=return_params, progress=progress)
     finally:
         if was_training:
             optimizer.train()
@@ -66,8 +67,12 @@ def compare(optimizers: Mapping[str, Optimizer], task: Task, problems: Problems,
         ``{name: {"curves": Tensor (batch, steps), "seconds": float}}``.
     """
     out = {}
-    for name, optimizer in tqdm(optimizers.items(), desc="evaluate", disable=not progress):
-        start = time.perf_counter()
-        curves = evaluate(optimizer, task, problems, steps)
-        out[name] = {"curves": curves.cpu(), "seconds": time.perf_counter() - start}
+    # one bar over every step of every method: its rate and time left are those of the steps
+    with tqdm(total=len(optimizers) * steps, desc="evaluate", unit="step",
+              disable=not progress, dynamic_ncols=True) as bar:
+        for name, optimizer in optimizers.items():
+            bar.set_postfix_str(name)
+            start = time.perf_counter()
+            curves = evaluate(optimizer, task, problems, steps, progress=bar)
+            out[name] = {"curves": curves.cpu(), "seconds": time.perf_counter() - start}
     return out

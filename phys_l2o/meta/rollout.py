@@ -8,7 +8,8 @@ meta-loss to a meta-step, is ``estimators.truncated_rollout``.
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
 from torch import Tensor
 
 from ..optimizers.base import Optimizer, advance
@@ -18,8 +19,8 @@ __all__ = ["rollout"]
 
 
 def rollout(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
-            scale: float | None = None,
-            return_params: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+            scale: float | None = None, return_params: bool = False,
+            progress: Any = None) -> Tensor | tuple[Tensor, Tensor]:
     """Run ``steps`` optimizer steps on every problem of the batch at once.
 
     Args:
@@ -29,6 +30,7 @@ def rollout(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
         steps: optimizee steps.
         scale: the scale of the updates (default: the optimizer's ``step_scale``).
         return_params: also return the parameters ``theta_steps`` reached.
+        progress: a progress bar (``tqdm``) to advance by one at every step, or ``None``.
 
     Returns:
         The detached losses ``(batch, steps)``: ``F(theta_1) ... F(theta_steps)``; with
@@ -39,10 +41,13 @@ def rollout(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
     params = task.init_params(problems)
     state = optimizer.init_state(params, task.segments)
     _, grad = task.loss_and_grad(params, problems, 0)
-    curve = []
-    for t in range(1, steps + 1):
+    curves = None  # (batch, steps), allocated whole at the first loss: a run too long for the
+    for t in range(1, steps + 1):  # memory fails at once, and no list grows step by step
         params, state = advance(optimizer, params, grad, state, scale)
         loss, grad = task.loss_and_grad(params, problems, t)
-        curve.append(loss.detach())
-    curves = torch.stack(curve, dim=1)
+        if curves is None:
+            curves = loss.new_empty(loss.shape[0], steps)
+        curves[:, t - 1] = loss.detach()
+        if progress is not None:
+            progress.update(1)
     return (curves, params.detach()) if return_params else curves

@@ -11,6 +11,7 @@ resumed run ends with exactly the weights of an uninterrupted one on the same ma
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -179,14 +180,14 @@ class TrainState:
             self.result.best_state = weights_of(self.optimizer)
             self.result.best_epoch, self.result.best_validation = epoch, value
 
-    def to_payload(self, *, schedule: Schedule, seed: int) -> dict[str, Any]:
+    def to_payload(self, *, schedule: Schedule, seed: int, task: Any = None) -> dict[str, Any]:
         """Plain tensors and containers for ``torch.save``: this state, the global torch
-        generator, and the run it belongs to (spec, seed, schedule), all on the CPU."""
+        generator, and the run it belongs to (spec, seed, schedule, task), all on the CPU."""
         from .. import __version__
 
         result = self.stamp()
         return {
-            "format": STATE_FORMAT, "epoch": self.epoch, "seed": seed,
+            "format": STATE_FORMAT, "epoch": self.epoch, "seed": seed, "task": task_spec(task),
             "schedule": schedule.to_dict(), "spec": spec_of(self.optimizer),
             "weights": _cpu(self.optimizer.state_dict()),
             "meta_optimizer": self.meta_optimizer.state_dict(),
@@ -219,11 +220,22 @@ class TrainState:
                    clock=time.perf_counter() - record["seconds"])
 
 
+def task_spec(task: Any) -> Any:
+    """The spec of ``task`` (``None`` for none, or for a task without a spec, such as a
+    ``ModuleTask``): what a training state records of its task."""
+    if task is None:
+        return None
+    try:
+        return json.loads(json.dumps(spec_of(task)))
+    except (ValueError, TypeError, AttributeError):  # SpecError: not a registered task
+        return None
+
+
 def save_training_state(path: str | os.PathLike, state: TrainState, *, schedule: Schedule,
-                        seed: int) -> None:
+                        seed: int, task: Any = None) -> None:
     """Everything that an exact resume needs, at the end of ``state.epoch``, written
     atomically."""
-    payload = state.to_payload(schedule=schedule, seed=seed)
+    payload = state.to_payload(schedule=schedule, seed=seed, task=task)
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -239,12 +251,13 @@ def _normal(spec: dict) -> dict:
 
 
 def load_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
-                        schedule: Schedule, seed: int) -> dict[str, Any]:
+                        schedule: Schedule, seed: int, task: Any = None) -> dict[str, Any]:
     """Read a training state's payload and check that it belongs to this run.
 
     Raises:
-        CheckpointError: no file, a damaged file, or a state of another run (another
-            optimizer spec, seed or schedule; only ``epochs`` may grow).
+        CheckpointError: no file, a damaged file, or a state of another run (another task,
+            optimizer spec, seed or schedule; only ``epochs`` may grow); the message names
+            what differs.
     """
     path = Path(path)
     if not path.is_file():
@@ -261,13 +274,23 @@ def load_training_state(path: str | os.PathLike, *, optimizer: LearnedOptimizer,
     # a state written before a field existed holds its default
     defaults = {f.name: f.default for f in fields(Schedule) if f.default is not None}
     theirs = {**defaults, **dict(state["schedule"])}
-    if _normal(state["spec"]) != spec_of(optimizer) or state["seed"] != seed or \
-            {k: v for k, v in theirs.items() if k != "epochs"} != \
-            {k: v for k, v in mine.items() if k != "epochs"} or theirs["epochs"] > mine["epochs"]:
+    differences = []
+    saved_task, my_task = state.get("task"), task_spec(task)
+    if saved_task is not None and my_task is not None and saved_task != my_task:
+        differences.append(f"task {saved_task} (this run: {my_task})")
+    if _normal(state["spec"]) != spec_of(optimizer):
+        differences.append(f"optimizer {state['spec']} (this run: {spec_of(optimizer)})")
+    if state["seed"] != seed:
+        differences.append(f"seed {state['seed']} (this run: {seed})")
+    changed = {k: (v, mine.get(k)) for k, v in theirs.items()
+               if k != "epochs" and v != mine.get(k)}
+    if theirs["epochs"] > mine["epochs"]:
+        changed["epochs"] = (theirs["epochs"], mine["epochs"])
+    differences += [f"{k} {a!r} (this run: {b!r})" for k, (a, b) in changed.items()]
+    if differences:
         raise CheckpointError(
-            f"{path} belongs to another run (its spec, seed or schedule differ: saved seed "
-            f"{state['seed']}, schedule {theirs}; this run: seed {seed}, schedule {mine}); "
-            "resume with the same options, or start again with --overwrite")
+            f"{path} belongs to another run: its {'; '.join(differences)}. Resume with the "
+            "same options, or start again with --overwrite")
     return state
 
 

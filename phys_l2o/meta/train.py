@@ -281,7 +281,7 @@ def meta_train(optimizer: LearnedOptimizer, task: Task, schedule: Schedule | Non
     payload = None
     if resume:  # rank 0 reads the state (its file need not be visible to the other machines)
         payload = ranks.share(load_training_state(state_path, optimizer=optimizer,
-                                                  schedule=schedule, seed=seed)
+                                                  schedule=schedule, seed=seed, task=task)
                               if ranks.main else None)
     state = trainer.init(payload)
     try:

@@ -190,7 +190,8 @@ class LearnedOptimizer(nn.Module):
         what a small step at a meta-batch of 1 needs; each step begins a new graph generation
         (``torch.compiler.cudagraph_mark_step_begin``), so a step's outputs stay valid until
         the next step. Steps with meta-gradients, and every step on the CPU, use the default
-        mode. ``mode`` forces one mode for every step.
+        mode. ``mode`` forces one mode for every step (``"default"``: no CUDA graphs, with the
+        class's ``compile_options``; ``LearnedOptim`` uses it, as its state outlives a step).
 
         Compilation fuses the many small element-wise operations of a step into a few loops,
         which pays on large problems (MNIST: 1.3-2.5x end to end); it costs seconds per new
@@ -258,7 +259,7 @@ class CompiledOptimizer:
         function = self.compiled.get(mode)
         if function is None:
             # torch.compile takes a mode or options; the default mode takes the options
-            how = {"mode": mode} if mode is not None else {"options": self.options}
+            how = {"mode": mode} if mode not in (None, "default") else {"options": self.options}
             function = self.compiled[mode] = torch.compile(self._eager, dynamic=False, **how)
         if mode == "reduce-overhead" and params.is_cuda:
             torch.compiler.cudagraph_mark_step_begin()
