@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 from torch.utils._pytree import tree_map_only
 
+from .checks import positive_int, positive_number
 from .meta.checkpoint import load_checkpoint
 from .optimizers.base import CompiledOptimizer, LearnedOptimizer, advance, compile_available
 from .pretrained import is_pretrained, load_pretrained, pretrained_info, pretrained_names
@@ -140,16 +141,14 @@ class LearnedOptim(torch.optim.Optimizer):
         defaults = {"lr": group_defaults.get("lr", self.trained_lr),
                     "weight_decay": group_defaults.get("weight_decay", 0.0)}
         check_lr(defaults["lr"])
-        check_weight_decay(defaults["weight_decay"])
+        positive_number("weight_decay", defaults["weight_decay"], zero=True)
         if compile not in ("auto", True, False):
             raise ValueError(f"compile must be 'auto', True or False, got {compile!r}")
         self.network = network
         #: the meta-training horizon (``None``: unknown, no warning).
         self.horizon = trained_horizon if horizon == "trained" else horizon
-        if self.horizon is not None and (isinstance(self.horizon, bool)
-                                         or not isinstance(self.horizon, int)
-                                         or self.horizon < 0):
-            raise ValueError(f"horizon must be a number of steps >= 0 or None, got {horizon!r}")
+        if self.horizon is not None:
+            positive_int("horizon", self.horizon, zero=True)
         self._compiled = self._compiler(compile, optimizer)
         self._warned = False
         #: the last step's per-coordinate state of each group, flat, and the views of it kept
@@ -182,7 +181,7 @@ class LearnedOptim(torch.optim.Optimizer):
             if "lr" in param_group:
                 check_lr(param_group["lr"])
             if "weight_decay" in param_group:
-                check_weight_decay(param_group["weight_decay"])
+                positive_number("weight_decay", param_group["weight_decay"], zero=True)
         super().add_param_group(param_group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -358,14 +357,6 @@ def check_group_options(options: dict[str, Any], where: str) -> None:
                         f"in {where}, got {unknown}: a learned optimizer has no "
                         f"{'/'.join(unknown)} of its own (an unknown option is refused, never "
                         "ignored)")
-
-
-def check_weight_decay(weight_decay: Any) -> float:
-    """A group's decoupled ``weight_decay``: a finite number ``>= 0``."""
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
-            or not math.isfinite(weight_decay) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    return float(weight_decay)
 
 
 def check_lr(lr: Any) -> float:

@@ -413,8 +413,8 @@ def finished_cells(plan: Plan, cells: list[Cell], mode: str) -> tuple[dict[Cell,
         record = plan.folder.read_cell(cell.method, cell.seed)
         if record is None:
             continue
-        if record.get("depends", None if mode == "resume" else "") in (None,
-                                                                      plan.depends(cell)):
+        depends = record.get("depends")
+        if depends == plan.depends(cell) or (depends is None and mode == "resume"):
             done[cell] = record
         else:
             changed.append(cell)
