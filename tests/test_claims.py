@@ -99,3 +99,36 @@ def test_a_run_without_cells_is_refused(tmp_path):
         decide({"corrected": [tmp_path, tmp_path]})
     with pytest.raises(SystemExit):
         main(["claims", "corrected=only-one-folder"])
+
+
+def test_provenance_counts_untracked_files_and_hashes_the_source(tmp_path):
+    """A cell computed by a module that was never committed reads ``dirty``; the source hash
+    changes with any source file's content."""
+    import shutil
+    import subprocess
+
+    from phys_l2o.reporting.results import git_state, source_hash
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("x = 1\n")
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    commit, dirty = git_state(package)
+    assert len(commit) == 40 and dirty is False
+    before = source_hash(package)
+    (package / "new.py").write_text("y = 2\n")  # untracked
+    assert git_state(package) == (commit, True)
+    assert source_hash(package) != before
+    (package / "new.py").unlink()
+    assert source_hash(package) == before
+    (package / "a.py").write_text("x = 2\n")  # modified
+    assert git_state(package)[1] is True and source_hash(package) != before

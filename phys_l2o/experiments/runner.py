@@ -364,7 +364,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
             workers = default_workers(len(mine), device, count, ranks.world)
         workers = max(1, min(workers, len(mine)))
         info = provenance(command)
-        versions = {k: info[k] for k in ("version", "commit", "dirty", "torch")}
+        versions = {k: info[k] for k in ("version", "commit", "dirty", "source", "torch")}
         options = {"device": device, "data_root": data_root, "compile": compile,
                    "threads": count, "versions": versions}
         # this process's runner: its cells' (one worker), and rank 0's data notes

@@ -111,28 +111,55 @@ def summarize_methods(runs: Mapping[str, dict], params: Mapping[str, int | None]
     return method_entries(records, "target", reference)
 
 
+#: the package's source tree.
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def source_hash(root: str | os.PathLike = PACKAGE) -> str:
+    """SHA-256 over the source files under ``root`` (every ``.py``, ``.toml`` and ``.json``, by
+    relative path and content, in sorted order): what computed a result, whether or not the
+    tree was committed."""
+    import hashlib
+
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in {".py", ".toml", ".json"}
+                       and "__pycache__" not in p.parts and p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def provenance(command: str | None) -> dict:
     """Where results come from: the command line, the version of phys-l2o, the commit of its
-    source tree when it is a git checkout (else ``None``) and whether that tree had
-    uncommitted changes (``dirty``), and torch's version."""
-    import subprocess
-
+    source tree when it is a git checkout (else ``None``), whether the package had changes
+    that commit does not hold (``dirty``: modified, staged or untracked files under
+    ``phys_l2o``), the hash of the package's source files (``source``, ``source_hash``) and
+    torch's version."""
     import torch
 
     from .. import __version__
 
-    commit, dirty = None, None
-    here = Path(__file__).parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    cwd=here, capture_output=True, text=True, timeout=5,
-                                    check=True).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
+    commit, dirty = git_state(PACKAGE)
     return {"command": command, "version": __version__, "commit": commit, "dirty": dirty,
-            "torch": str(torch.__version__)}
+            "source": source_hash(), "torch": str(torch.__version__)}
+
+
+def git_state(folder: str | os.PathLike) -> tuple[str | None, bool | None]:
+    """The commit checked out where ``folder`` lies and whether ``folder`` holds changes it
+    does not (modified, staged or untracked files, ignored ones aside); ``(None, None)``
+    outside a git checkout or without git."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip()
+
+    try:
+        return git("rev-parse", "HEAD") or None, bool(
+            git("status", "--porcelain", "--untracked-files=all", "--", "."))
+    except (OSError, subprocess.SubprocessError):
+        return None, None
 
 
 def write_json(path: str | os.PathLike, results: dict) -> None:
