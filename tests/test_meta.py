@@ -24,6 +24,7 @@ from phys_l2o.meta import (
     summarize,
 )
 from phys_l2o.meta.estimators import truncated_rollout
+from phys_l2o.meta.stats import smallest_p
 from phys_l2o.optimizers import HNN, LSTMOptimizer
 from phys_l2o.optimizers.base import CompiledOptimizer
 from phys_l2o.seeding import make_generator
@@ -380,7 +381,7 @@ def test_intervals_resample_the_seeds_too():
         paired_difference(agree, problems[:50])
 
 
-def test_seed_level_comparisons_call_a_direction_only_when_every_seed_agrees():
+def test_seed_level_comparisons_call_a_direction_only_when_the_rank_test_agrees():
     clear = seed_comparison([0.2, 0.4, 0.22], [0.5, 0.6, 0.7])
     assert clear["verdict"] == "better" and (clear["pairs"], clear["of"]) == (9, 9)
     assert clear["ci95"][1] < 0 and clear["difference"] == pytest.approx(0.82 / 3 - 0.6)
@@ -396,6 +397,16 @@ def test_seed_level_comparisons_call_a_direction_only_when_every_seed_agrees():
     for one in (seed_comparison([0.1], [0.9]), seed_comparison([0.1], 0.9),
                 seed_comparison([0.1, 0.2], [0.9])):  # a learned variant's single meta-seed
         assert one["verdict"] == "one run" and one["ci95"] is None and one["p"] is None
+    # with more seeds the rank test decides where some seed pairs disagree
+    rng = np.random.default_rng(1)
+    many = seed_comparison(0.3 + 0.15 * rng.standard_normal(10),
+                           0.5 + 0.15 * rng.standard_normal(10))
+    assert many["p"] < 0.05 and many["pairs"] < many["of"] and many["verdict"] == "better"
+    assert smallest_p(3, 3) == pytest.approx(0.1) and smallest_p(3, None) == 0.25
+    assert smallest_p(6, None) == pytest.approx(2 / 64)
+    # 5 against 5 can reach p < 0.05, so an interval that excludes 0 needs the rank test too
+    close = seed_comparison([0.1, 0.2, 0.3, 0.4, 0.45], [0.25, 0.5, 0.55, 0.6, 0.7])
+    assert close["ci95"][1] < 0 and close["p"] > 0.05 and close["verdict"] == "undecided"
     with pytest.raises(ValueError, match="finite value per seed"):
         seed_comparison([0.1, np.inf], [0.2])
     with pytest.raises(ValueError, match="b must hold"):

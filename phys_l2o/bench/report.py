@@ -93,7 +93,8 @@ SEED_LEVEL = ("each meta-seed's IQM score (training loss) is one value; a differ
               "a one-sample interval), `k/n`: of the seed pairs, how many have the first "
               "lower, and a rank test over seeds (Mann-Whitney U; Wilcoxon's signed-rank "
               "against a baseline); a direction is called only when the interval excludes 0 "
-              "and every pair agrees, and one run never decides")
+              "and the rank test agrees (p < 0.05, or every pair agrees where the seeds are "
+              "too few for p < 0.05), and one run never decides")
 
 
 def seed_level(methods: Mapping[str, dict]) -> dict[str, Any]:

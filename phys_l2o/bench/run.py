@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..meta.evaluate import evaluate
+from ..meta.tuning import choose
 from ..registry import Spec, build, spec_of
 from ..reporting.results import write_json
 from ..seeding import make_generator
@@ -237,9 +238,7 @@ def tune(suite: Suite, suite_task: SuiteTask, task: Task, cells: Cells, seed: in
             trials[float(lr)] = float(np.mean(np.log(np.maximum(scored(record),
                                                                 FLOOR))))
             bar.update()
-        best = min(trials, key=lambda lr: (trials[lr], lr))
-        edge = best in (min(suite.grid), max(suite.grid))
-        chosen[baseline] = {"lr": best, "at_grid_edge": edge, "tuning": trials}
+        chosen[baseline] = choose(trials)
     return chosen
 
 

@@ -9,7 +9,6 @@ held-out tasks.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_toml
+from ..meta.tuning import GRID, check_grid
 from ..registry import Spec, as_spec, lookup, registered, spec_of
 from ..tasks.base import build_task
 
@@ -55,7 +55,7 @@ class Suite:
     tuning_seeds: int = 3
     reference: str = "adam"
     baselines: tuple[str, ...] = ("adam", "sgd", "rmsprop")
-    grid: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+    grid: tuple[float, ...] = GRID
     untuned: dict[str, Spec] = field(default_factory=dict)
     source: str = ""
 
@@ -131,11 +131,10 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>") -> Suite:
         if name not in known:
             raise _fail(source, f"[tuning] baselines: {name!r} is not a baseline; choose "
                         f"from {sorted(known)}")
-    grid = tuple(tuning.get("grid", Suite.grid))
-    if len(grid) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                and math.isfinite(v) and v > 0 for v in grid):
-        raise _fail(source, f"[tuning] grid must list at least 2 positive learning rates, "
-                    f"got {list(grid)}")
+    try:
+        grid = check_grid(tuning.get("grid", list(Suite.grid)), "[tuning] grid")
+    except ValueError as error:
+        raise _fail(source, str(error)) from None
     reference = data.get("reference", "adam")
     if reference not in baselines:
         raise _fail(source, f"reference {reference!r} must be one of the tuned baselines "

@@ -29,7 +29,9 @@ FALLBACK_TASK = "quadratic"
 PAPER_BASELINE_NAMES = ("adam", "rmsprop", "sgd", "nag")
 #: how the paper writes its methods' names in tables and plots.
 DISPLAY_NAMES = {"hnn": "HNN", "lstm": "LSTM", "adam": "Adam", "rmsprop": "RMSprop",
-                 "sgd": "SGD", "nag": "NAG"}
+                 "sgd": "SGD", "nag": "NAG", "adam-tuned": "Adam (tuned)",
+                 "rmsprop-tuned": "RMSprop (tuned)", "sgd-tuned": "SGD (tuned)",
+                 "nag-tuned": "NAG (tuned)"}
 
 
 @functools.cache

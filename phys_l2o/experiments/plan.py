@@ -67,10 +67,16 @@ class Plan:
         """The cells of the run (see ``Sweep.cells``)."""
         return self.sweep.cells(self.seeds, self.max_seeds)
 
+    @property
+    def tuning_problems(self) -> int:
+        """The problems each learning rate of a tuned baseline is tried on."""
+        return self.sizes.get("tuning_problems", self.sizes["test_problems"])
+
     def depends(self, cell: Cell) -> str:
         """What ``cell``'s record depends on, as a short hash: the training task, every
         target's task (a record holds all targets), the cell's optimizer spec and settings
-        (a learned cell's schedule and seed; a baseline's spec on each target), the test sizes
+        (a learned cell's schedule and seed; a baseline's spec on each target, a tuned one's grid
+        and tuning problems), the test sizes
         and seed, and the protocol. A finished cell whose hash is unchanged is reused when the
         sweep file changes otherwise (a title, another variant)."""
         sweep = self.sweep
@@ -80,8 +86,10 @@ class Plan:
             "test_seed": sweep.test_seed, "protocol": self.protocol,
             "reported_loss": self.reported_loss, "seed": cell.seed}
         if cell.seed is None:  # a baseline: its spec on each target that runs it
-            what["baseline"] = {t.label: t.baselines[cell.method] for t in sweep.targets
-                                if cell.method in t.baselines}
+            what["baseline"] = {t.label: spec for t in sweep.targets
+                                if (spec := t.baseline(cell.method)) is not None}
+            if any(cell.method in t.tuned for t in sweep.targets):
+                what["tuning"] = {"grid": sweep.tuning_grid, "problems": self.tuning_problems}
         else:
             variant = sweep.variant(cell.method)
             spec, settings = self.setup(variant)

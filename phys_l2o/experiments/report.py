@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,34 @@ def protocol(plan: Plan, report: dict) -> str:
             f"reused {report['reused_cells']} cells of an earlier one.")
 
 
+def tuning_table(plan: Plan, records: list[dict]) -> str:
+    """Per tuned baseline and target: the learning rate chosen, the rate it replaces, and the
+    mean final loss of every rate tried on the tuning problems; empty without tuned cells."""
+    sweep = plan.sweep
+    rows = []
+    for record in records:
+        for label, tuning in (record.get("tuning") or {}).items():
+            target = next(t for t in sweep.targets if t.label == label)
+            fixed = target.baselines[target.tuned[record["method"]]]["lr"]
+            tried = ", ".join(f"{float(lr):g}: " + (f"{v:.3g}" if v is not None and
+                                                      math.isfinite(v) else "diverged")
+                              for lr, v in tuning["tuning"].items())
+            chosen = f"{tuning['lr']:g}" + (" (edge of the grid)" if tuning["at_grid_edge"]
+                                            else "")
+            rows.append(f"| {display(record['method'], DISPLAY_NAMES)} | {label} | {chosen} | "
+                        f"{fixed:g} | {tried} |")
+    if not rows:
+        return ""
+    where = (f"of the meta-training pool ({sweep.train['pool']})" if "pool" in sweep.train
+             else "drawn apart from the test problems")
+    return "\n".join([
+        f"Each rate of the grid was run on the same {plan.tuning_problems} tuning problems "
+        f"{where}, never on the test problems; the lowest mean final loss was chosen "
+        "(`diverged`: some problem's loss was not finite).", "",
+        "| baseline | target | chosen lr | paper's lr | mean final loss per lr tried |",
+        "|---|---|---|---|---|", *sorted(rows)])
+
+
 def markdown(plan: Plan, report: dict, order: list[str], records: list[dict]) -> str:
     sweep = plan.sweep
     lines = [f"# {sweep.title}", ""]
@@ -119,6 +148,9 @@ def markdown(plan: Plan, report: dict, order: list[str], records: list[dict]) ->
                   method_table(targets[t.label], t.paper or None, sweep.reference, order,
                                DISPLAY_NAMES), "",
                   f"![curves](curves-{t.label}.png)", ""]
+    tuned = tuning_table(plan, records)
+    if tuned:
+        lines += ["## Tuned baselines", "", tuned, ""]
     learned = {m: e for m, e in next(iter(targets.values())).items() if e.get("meta_training")}
     if learned:
         lines += ["## Meta-training", "", training_table(learned, order, DISPLAY_NAMES), ""]

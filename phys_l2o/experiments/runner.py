@@ -34,8 +34,9 @@ from tqdm.auto import tqdm
 from .. import parallel
 from ..meta import evaluate, save_checkpoint
 from ..meta.evaluate import field_evaluations
+from ..meta.tuning import choose
 from ..optimizers.base import Optimizer
-from ..registry import as_spec, build
+from ..registry import Spec, as_spec, build
 from ..reporting.results import as_losses, losses_record, provenance
 from ..seeding import make_generator, resolve_device
 from ..tasks.base import build_task
@@ -44,7 +45,7 @@ from .paper import paper_sweep
 from .plan import Plan, make_plan
 from .protocols import reported_index
 from .report import write_reports
-from .spec import Cell, Sweep, SweepError, load_sweep
+from .spec import Cell, Sweep, SweepError, Target, load_sweep
 from .training import train_variant
 
 
@@ -59,6 +60,7 @@ class Runner:
         self.folder = plan.folder
         self.threads, self.versions = threads, versions or {}
         sweep, steps = plan.sweep, plan.sizes["steps"]
+        self.data_root = data_root
         context = {"data_root": data_root, "device": device}
         self.train_task = build_task(sweep.train, steps, **context)
         self.tasks = {}
@@ -100,13 +102,37 @@ class Runner:
         return out
 
     def run_baseline(self, cell: Cell) -> dict:
-        specs = {t.label: t.baselines[cell.method] for t in self.plan.sweep.targets
-                 if cell.method in t.baselines}
-        targets = {}
+        specs = {t.label: spec for t in self.plan.sweep.targets
+                 if (spec := t.baseline(cell.method)) is not None}
+        targets, tuning = {}, {}
+        for target in self.plan.sweep.targets:
+            if cell.method in target.tuned:
+                tuning[target.label] = self.tune(target, specs[target.label])
+                specs[target.label] = {**specs[target.label], "lr": tuning[target.label]["lr"]}
         for label, spec in specs.items():
             targets.update(self.evaluate_all(build(spec, "baseline"), [label]))
         return {"kind": "baseline", "spec": specs, "params": None, "nfe": None,
-                "targets": targets}
+                "targets": targets, **({"tuning": tuning} if tuning else {})}
+
+    def tune(self, target: Target, spec: Spec) -> dict:
+        """The learning rate of the baseline ``spec`` (without one) on ``target``: every rate of
+        the sweep's grid on the same tuning problems, drawn apart from the test problems (from
+        the training task's pool where it has one), the lowest mean reported loss chosen
+        (``meta.tuning.choose``)."""
+        sweep, steps = self.plan.sweep, self.plan.sizes["steps"]
+        pool = {"pool": sweep.train["pool"]} if "pool" in sweep.train else {}
+        task = build_task({**as_spec(target.task), **pool}, steps, data_root=self.data_root,
+                          device=self.device)
+        problems = task.sample(self.plan.tuning_problems,
+                               make_generator(sweep.test_seed, f"tuning/{target.label}"),
+                               self.device)
+        index = reported_index(self.plan.reported_loss)
+        trials = {}
+        for lr in sweep.tuning_grid:
+            losses = evaluate(build({**spec, "lr": lr}, "baseline"), task, problems, steps)
+            trials[lr] = float(losses[:, index].double().mean())
+        return {**choose(trials), "problems": self.plan.tuning_problems,
+                "pool": pool.get("pool")}
 
     def run_learned(self, cell: Cell) -> dict:
         plan, folder = self.plan, self.folder
@@ -320,6 +346,11 @@ def check_builds(plan: Plan, data_root: str | None) -> None:
         for name, spec in t.baselines.items():
             attempt(f"[targets.{t.label}] baseline {name!r}",
                     lambda spec=spec: build(spec, "baseline"))
+        for name in t.tuned:
+            for lr in (min(sweep.tuning_grid), max(sweep.tuning_grid)):
+                spec = {**t.baseline(name), "lr": lr}
+                attempt(f"[targets.{t.label}] tuned baseline {name!r} at lr {lr:g}",
+                        lambda spec=spec: build(spec, "baseline"))
     for v in sweep.variants:
         attempt(f"variant {v.name!r}", lambda v=v: build(plan.setup(v)[0], "optimizer"))
         estimator = plan.setup(v)[1].get("estimator")

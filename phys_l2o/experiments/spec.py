@@ -22,6 +22,7 @@ comparisons::
     [targets.quadratic]
     task = { type = "quadratic" }
     baselines = { adam = { type = "adam", lr = 0.1 } }
+    tuned = ["adam"]    # also "adam-tuned": its learning rate chosen on tuning problems
 
     [[variants]]
     name = "hnn (paper)"
@@ -30,7 +31,11 @@ comparisons::
     meta_lr = 0.01
 
 A sweep is split into *cells* (``Cell``): one per (variant, meta-seed), a meta-training
-followed by the evaluation of the best weights on every target, and one per baseline.
+followed by the evaluation of the best weights on every target, and one per baseline. A
+target's ``tuned`` baselines run again as ``NAME-tuned``: every learning rate of the sweep's
+``tuning_grid`` (default ``meta.tuning.GRID``) on the budget's ``tuning_problems`` (default: its
+``test_problems``) problems of their own, drawn apart from the test problems (from the training
+task's pool where it has one), and the best by mean final loss on the test problems.
 ``load_sweep`` reads a file through ``compose.expand`` (includes, variant defaults, bases);
 ``plan`` fixes a budget and seeds, ``runner`` carries the cells out into a ``folder``.
 """
@@ -48,6 +53,7 @@ import tomli_w
 
 from ..checks import positive_int, positive_number
 from ..meta import Schedule
+from ..meta.tuning import GRID, check_grid
 from ..registry import Spec, as_spec, build, lookup, plain_data
 from .compose import expand
 from .protocols import REPORTED_LOSSES
@@ -62,9 +68,14 @@ VARIANT_FIELDS = ("test_out_mul", "estimator")
 #: what every budget gives.
 BUDGET_FIELDS = ("epochs", "trajectories", "meta_batch", "validation_problems",
                  "test_problems", "steps", "seeds")
+#: what a budget may also give: the problems each learning rate of a tuned baseline is tried on.
+OPTIONAL_BUDGET_FIELDS = ("tuning_problems",)
+#: the name of a tuned baseline: ``TUNED.format(name)``.
+TUNED = "{}-tuned"
 #: the top-level keys of a sweep file.
 TOP_KEYS = ("name", "title", "description", "reference", "train", "targets", "variants",
-            "budgets", "default_budget", "test_seed", "monitor", "reported_loss")
+            "budgets", "default_budget", "test_seed", "monitor", "reported_loss",
+            "tuning_grid")
 
 
 class SweepError(ValueError):
@@ -88,14 +99,23 @@ class Variant:
 
 @dataclass(frozen=True)
 class Target:
-    """An evaluation target: a task, the baselines run on it, and optionally a title and the
-    paper's numbers for the table."""
+    """An evaluation target: a task, the baselines run on it, the baselines also run tuned
+    (``tuned``: ``{"adam-tuned": "adam"}``, the tuned name of each and the baseline whose spec
+    it tunes), and optionally a title and the paper's numbers for the table."""
 
     label: str
     task: Spec
     baselines: dict[str, Spec] = field(default_factory=dict)
     title: str | None = None
     paper: dict[str, float] = field(default_factory=dict)
+    tuned: dict[str, str] = field(default_factory=dict)
+
+    def baseline(self, method: str) -> Spec | None:
+        """The spec ``method`` runs on this target (a tuned baseline's without its learning
+        rate), or ``None`` where the target does not run it."""
+        if method in self.tuned:
+            return {k: v for k, v in self.baselines[self.tuned[method]].items() if k != "lr"}
+        return self.baselines.get(method)
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,7 @@ class Sweep:
     test_seed: int = 0
     monitor: tuple[str, ...] = ()
     reported_loss: str = "last"
+    tuning_grid: tuple[float, ...] = GRID
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "sweep") -> Sweep:
@@ -169,7 +190,7 @@ class Sweep:
         if not variants and not any(t.baselines for t in targets):
             raise SweepError(f"{where}: nothing to run: no [[variants]] and no baselines")
         names = [v.name for v in variants]
-        baselines = {b for t in targets for b in t.baselines}
+        baselines = {b for t in targets for b in [*t.baselines, *t.tuned]}
         clash = sorted({n for n in names if names.count(n) > 1} | (set(names) & baselines))
         if clash:
             raise SweepError(f"{where}: method names must be unique (variants and baselines): "
@@ -197,11 +218,15 @@ class Sweep:
         if reported not in REPORTED_LOSSES:
             raise SweepError(f"{where}: reported_loss must be one of {list(REPORTED_LOSSES)}, "
                              f"got {reported!r}")
+        try:
+            grid = check_grid(data.get("tuning_grid", list(GRID)), f"{where}: tuning_grid")
+        except ValueError as error:
+            raise SweepError(str(error)) from None
         return cls(name=name, train=train, targets=targets, variants=variants, budgets=budgets,
                    title=str(data.get("title", name)), description=str(data.get("description",
                                                                                "")),
                    reference=reference, default_budget=default_budget, test_seed=test_seed,
-                   monitor=tuple(monitor), reported_loss=reported)
+                   monitor=tuple(monitor), reported_loss=reported, tuning_grid=grid)
 
     def to_dict(self) -> dict[str, Any]:
         """The sweep as plain data, in the layout of a sweep file (``to_toml`` writes it)."""
@@ -217,6 +242,8 @@ class Sweep:
             out["monitor"] = list(self.monitor)
         if self.reported_loss != "last":
             out["reported_loss"] = self.reported_loss
+        if self.tuning_grid != GRID:
+            out["tuning_grid"] = list(self.tuning_grid)
         out["train"] = self.train
         out["budgets"] = {k: dict(v) for k, v in self.budgets.items()}
         out["targets"] = {}
@@ -226,6 +253,8 @@ class Sweep:
                 entry["title"] = t.title
             if t.baselines:
                 entry["baselines"] = dict(t.baselines)
+            if t.tuned:
+                entry["tuned"] = list(t.tuned.values())
             if t.paper:
                 entry["paper"] = dict(t.paper)
             out["targets"][t.label] = entry
@@ -245,8 +274,9 @@ class Sweep:
         return name, dict(self.budgets[name])
 
     def baselines(self) -> list[str]:
-        """Every baseline's name, in the order the targets list them."""
-        return list(dict.fromkeys(b for t in self.targets for b in t.baselines))
+        """Every baseline's name, in the order the targets list them, then the tuned ones."""
+        return list(dict.fromkeys([*(b for t in self.targets for b in t.baselines),
+                                   *(b for t in self.targets for b in t.tuned)]))
 
     def cells(self, seeds: list[int], max_seeds: Mapping[str, int] | None = None) -> list[Cell]:
         """The work: every variant with every seed (variant-major; a variant named in
@@ -285,9 +315,10 @@ def _spec(value: Any, kind: str, where: str) -> Spec:
 def _budget(value: Any, where: str) -> dict[str, int]:
     sizes = dict(_table(value, where))
     missing = [k for k in BUDGET_FIELDS if k not in sizes]
-    unknown = sorted(set(sizes) - set(BUDGET_FIELDS))
+    unknown = sorted(set(sizes) - set(BUDGET_FIELDS) - set(OPTIONAL_BUDGET_FIELDS))
     if missing or unknown:
-        raise SweepError(f"{where}: a budget gives exactly {list(BUDGET_FIELDS)}"
+        raise SweepError(f"{where}: a budget gives exactly {list(BUDGET_FIELDS)}, and "
+                         f"optionally {list(OPTIONAL_BUDGET_FIELDS)}"
                          + (f"; missing {missing}" if missing else "")
                          + (f"; unknown {unknown}" if unknown else ""))
     for key, number in sizes.items():
@@ -300,10 +331,10 @@ def _budget(value: Any, where: str) -> dict[str, int]:
 
 def _target(label: str, value: Any, where: str) -> Target:
     table = dict(_table(value, where))
-    unknown = sorted(set(table) - {"task", "baselines", "title", "paper"})
+    unknown = sorted(set(table) - {"task", "baselines", "tuned", "title", "paper"})
     if unknown or "task" not in table:
         raise SweepError(f"{where}: a target holds `task` (a task spec) and optionally "
-                         "`baselines`, `title` and `paper`"
+                         "`baselines`, `tuned`, `title` and `paper`"
                          + (f"; unknown {unknown}" if unknown else "; `task` is missing"))
     baselines = {str(name): _spec(spec, "baseline", f"{where}: baselines.{name}")
                  for name, spec in _table(table.get("baselines", {}),
@@ -313,10 +344,17 @@ def _target(label: str, value: Any, where: str) -> Target:
             build(spec, "baseline")  # a bad learning rate fails here
         except (ValueError, TypeError) as error:
             raise SweepError(f"{where}: baselines.{name}: {error}") from None
+    tuned = table.get("tuned", [])
+    if not isinstance(tuned, list) or any(name not in baselines for name in tuned):
+        raise SweepError(f"{where}: tuned must list baselines of this target to run again with "
+                         f"a tuned learning rate, among {sorted(baselines)}; got {tuned!r}")
+    if any("lr" not in baselines[name] for name in tuned):
+        raise SweepError(f"{where}: tuned: a tuned baseline's spec must set `lr` (the rate "
+                         "that tuning replaces)")
     paper = {str(k): float(v) for k, v in _table(table.get("paper", {}),
                                                   f"{where}: paper").items()}
     return Target(label, _spec(table["task"], "task", f"{where}: task"), baselines,
-                  table.get("title"), paper)
+                  table.get("title"), paper, {TUNED.format(name): name for name in tuned})
 
 
 def _variant(value: Any, where: str) -> Variant:
