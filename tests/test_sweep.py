@@ -473,3 +473,33 @@ def test_a_changed_sweep_file_reuses_the_cells_it_did_not_change(tiny, tmp_path,
     with pytest.raises(SweepError, match="another sweep"):          # another sweep's name
         (tmp_path / "renamed.toml").write_text(changed.replace('name = "tiny"', 'name = "x"'))
         run_sweep(tmp_path / "renamed.toml", "other", out=out, device="cpu", progress=False)
+
+
+def test_tuned_baselines_join_a_finished_run_and_tune_apart_from_the_test_problems(
+        tiny, tmp_path, capsys):
+    """Adding ``tuned`` (and the optional ``tuning_problems``) to a finished run reuses every
+    cell and runs only the tuned baseline: each rate of the grid on its own problems, the
+    best one (lowest mean loss there) then evaluated on the same test problems as the rest."""
+    out = tmp_path / "run"
+    run_sweep(tiny, "other", out=out, device="cpu", progress=False, seeds=1)
+    capsys.readouterr()
+    tuned = (TINY.replace('name = "tiny"\n', 'name = "tiny"\ntuning_grid = [1e-3, 1e-2, 0.1]\n')
+             .replace("test_problems = 8\nsteps = 12\nseeds = 2\n\n[targets",
+                      "test_problems = 8\ntuning_problems = 6\nsteps = 12\nseeds = 2\n\n[targets")
+             .replace('baselines.adam = { type = "adam", lr = 0.1 }',
+                      'baselines.adam = { type = "adam", lr = 0.1 }\ntuned = ["sgd"]'))
+    (tmp_path / "tuned.toml").write_text(tuned)
+    run_sweep(tmp_path / "tuned.toml", "other", out=out, device="cpu", progress=False, seeds=1)
+    assert "4 finished cells reused, 1 to run" in capsys.readouterr().out
+    cell = json.loads((out / "cells" / "sgd-tuned" / "baseline.json").read_text())
+    tuning = cell["tuning"]["quadratic"]
+    assert tuning["problems"] == 6 and set(tuning["tuning"]) == {"0.001", "0.01", "0.1"}
+    best = min(tuning["tuning"], key=tuning["tuning"].get)
+    assert cell["spec"]["quadratic"] == {"type": "sgd", "lr": float(best)} == \
+        {"type": "sgd", "lr": tuning["lr"]}
+    fixed = json.loads((out / "cells" / "sgd" / "baseline.json").read_text())
+    assert fixed["spec"]["quadratic"]["lr"] == 0.01
+    if tuning["lr"] == 0.01:  # the same rate on the same test problems: the same losses
+        assert cell["targets"]["quadratic"]["final"] == fixed["targets"]["quadratic"]["final"]
+    results = json.loads((out / "results.json").read_text())
+    assert "sgd-tuned" in json.dumps(results)

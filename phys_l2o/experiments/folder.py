@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 
 from ..checks import check_output_dir
 from ..reporting.results import write_json
-from .spec import SweepError, slug
+from .spec import OPTIONAL_BUDGET_FIELDS, SweepError, slug
 
 #: the format written into a run's ``sweep.json`` and every cell record.
 FORMAT = "phys-l2o-sweep/1"
@@ -90,8 +90,9 @@ class RunFolder:
     def check(self, manifest: dict[str, Any], overwrite: bool = False) -> str:
         """What to do with the folder for a run of ``manifest``: ``"new"``, ``"resume"`` (the
         same manifest), ``"update"`` (the same sweep, budget and protocol, its file changed:
-        a title, a variant, a target; each finished cell is reused if what it depends on is
-        unchanged, ``Plan.depends``), or ``"overwrite"``. Reads only.
+        a title, a variant, a target, an optional budget field; each finished cell is reused
+        if what it depends on is unchanged, ``Plan.depends``), or ``"overwrite"``. Reads
+        only.
 
         Raises:
             SweepError: the folder holds another run, or files of an unknown run, and
@@ -117,7 +118,8 @@ class RunFolder:
             return "resume"
         if isinstance(theirs, dict) and isinstance(theirs.get("sweep"), dict) and \
                 theirs["sweep"].get("name") == mine["sweep"]["name"] and \
-                all(theirs.get(key) == mine[key] for key in ("budget", "sizes", "protocol")):
+                all(theirs.get(key) == mine[key] for key in ("budget", "protocol")) and \
+                required_sizes(theirs.get("sizes")) == required_sizes(mine["sizes"]):
             return "update"
         what = ("another sweep" if (theirs.get("sweep") or {}).get("name") !=
                 mine["sweep"]["name"] else
@@ -247,3 +249,12 @@ class RunFolder:
             raise FileNotFoundError(f"no results.json in {self.path}: run `phys-l2o reproduce` "
                                     "(or `phys-l2o sweep`) into that folder to its end first")
         return json.loads(self.results_path.read_text())
+
+
+def required_sizes(sizes: Any) -> Any:
+    """A budget's sizes less its optional fields (``spec.OPTIONAL_BUDGET_FIELDS``): adding one
+    (the tuned baselines' ``tuning_problems``) changes only the cells that use it, which
+    ``Plan.depends`` finds, not the run as a whole."""
+    if not isinstance(sizes, dict):
+        return sizes
+    return {k: v for k, v in sizes.items() if k not in OPTIONAL_BUDGET_FIELDS}
