@@ -63,6 +63,19 @@ class Plan:
         """The loss per problem that the cells record as ``final``."""
         return reported_loss(self.protocol, self.sweep.reported_loss)
 
+    def earlier(self) -> Plan | None:
+        """The plan of the run that ``out`` holds, from its ``sweep.json`` (its sweep, budget,
+        sizes and protocol; this plan's seeds); ``None`` where there is none or it cannot be
+        read as a sweep of this version. It tells what a record written before records said
+        what they depend on did depend on."""
+        try:
+            theirs = json.loads(self.folder.manifest_path.read_text())
+            sweep = Sweep.from_dict(theirs["sweep"], "the earlier run's sweep.json")
+            return Plan(sweep, theirs["budget"], dict(theirs["sizes"]), self.seeds, self.out,
+                        theirs.get("protocol", "corrected"), self.max_seeds)
+        except (OSError, ValueError, KeyError, TypeError, SweepError):
+            return None
+
     def cells(self) -> list[Cell]:
         """The cells of the run (see ``Sweep.cells``)."""
         return self.sweep.cells(self.seeds, self.max_seeds)

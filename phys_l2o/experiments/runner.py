@@ -372,6 +372,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
     with parallel.joined(resolve_device(device)) as (ranks, device), \
             contextlib.ExitStack() as stack:
         mode = folder.check(plan.manifest(), overwrite)
+        earlier = plan.earlier() if mode == "update" else None  # before it is replaced
         if ranks.local_rank == 0:  # one run at a time in a folder: before anything changes
             stack.enter_context(folder.locked())
         parallel.barrier(ranks)  # every rank has checked its folder before any is changed
@@ -380,7 +381,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         parallel.barrier(ranks)
         started = time.perf_counter()
         cells = plan.cells()
-        done, changed = finished_cells(plan, cells, mode)
+        done, changed = finished_cells(plan, cells, mode, earlier)
         if changed and ranks.main:
             print(f"note: {plural(len(changed), 'finished cell')} rerun, what they depend on "
                   f"changed in the sweep file (spec, schedule or targets): "
@@ -434,17 +435,21 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         return write_reports(plan, [done[c] for c in cells], meta)
 
 
-def finished_cells(plan: Plan, cells: list[Cell], mode: str) -> tuple[dict[Cell, dict],
-                                                                      list[Cell]]:
+def finished_cells(plan: Plan, cells: list[Cell], mode: str, earlier: Plan | None = None
+                   ) -> tuple[dict[Cell, dict], list[Cell]]:
     """The finished cells to reuse, and those whose record no longer fits the sweep file (what
     they depend on changed). A record written before records said what they depend on is
-    reused only when the whole manifest is unchanged (``mode == "resume"``)."""
+    reused when the whole manifest is unchanged (``mode == "resume"``) or when the earlier
+    run's plan (``earlier``, from the folder's ``sweep.json``) gives it the same
+    dependencies as this one."""
     done, changed = {}, []
     for cell in cells:
         record = plan.folder.read_cell(cell.method, cell.seed)
         if record is None:
             continue
         depends = record.get("depends")
+        if depends is None and earlier is not None:
+            depends = earlier.depends(cell)
         if depends == plan.depends(cell) or (depends is None and mode == "resume"):
             done[cell] = record
         else:
