@@ -16,10 +16,10 @@ from phys_l2o.experiments.claims import (
     better,
     claims_markdown,
     comparable,
-    compare,
     decide,
 )
 from phys_l2o.experiments.folder import FORMAT
+from phys_l2o.meta.stats import compare
 
 PROBLEMS = 60
 
@@ -65,12 +65,12 @@ def test_better_and_comparable_decide_where_both_levels_agree():
     verdict, text = better(finals, "a", ["b"])
     assert "a - b -0.5" in text and "a lower in 5 of 5 seeds" in text and "Wilcoxon" in text
     # one meta-seed never decides, however clear its interval over problems
-    assert compare(finals, "once", "b")["boot"]["ci95"][1] < 0
+    assert compare(finals["once"], finals["b"])["boot"]["ci95"][1] < 0
     verdict, text = better(finals, "once", ["b"])
     assert verdict == UNDECIDED and "one run" in text
     assert comparable(finals, "once", ["once"])[0] == UNDECIDED
     # seeds that disagree: the bootstrap over problems is sure, the seeds are not
-    wide = compare(finals, "wide", "b")
+    wide = compare(finals["wide"], finals["b"])
     assert wide["direction"] is None or wide["seeds"]["ci95"][1] < 0
 
 
@@ -90,7 +90,7 @@ def test_the_reported_seed_interval_is_calibrated(seeds, monkeypatch):
             seed_means = mean + spread * rng.standard_normal((seeds, 1))
             return problems + seed_means + 0.05 * rng.standard_normal((seeds, problems.size))
         # truth: the difference of the methods' means over meta-seeds on these problems
-        c = compare({"a": cell(0.3, 0.2), "b": cell(0.5, 0.3)}, "a", "b")
+        c = compare(cell(0.3, 0.2), cell(0.5, 0.3))
         lo, hi = c["seeds"]["ci95"]
         covered += lo <= truth <= hi
         lo, hi = c["boot"]["ci95"]

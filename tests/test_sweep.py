@@ -129,6 +129,14 @@ def test_a_sweep_writes_each_cell_and_resumes_from_them(tiny, tmp_path, capsys):
         json.loads(json.dumps(report["targets"]))
     for name in ("results.md", "intervals.png", "curves-quadratic.png"):
         assert (out / name).stat().st_size > 500
+    # each method against the reference at both levels: 2 seeds against 2, a baseline
+    against = report["against_reference"]["quadratic"]
+    assert list(against) == ["no control", "sgd", "adam"]
+    assert against["no control"]["seeds"]["of"] == 4 and against["sgd"]["seeds"]["of"] == 2
+    assert all(c["direction"] in ("lower", "higher", None) for c in against.values())
+    text = (out / "results.md").read_text()
+    assert "## Against HNN, over test problems and over seeds" in text
+    assert text.count("| quadratic | ") >= 3
 
     # the same command again: every cell is read back, nothing recomputed
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/*.json")}

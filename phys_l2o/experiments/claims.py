@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..meta.stats import paired_difference, seed_comparison
-from ..reporting.results import as_losses
+from ..meta.stats import compare, evidence
+from ..reporting.results import read_finals
 from .folder import RunFolder
 from .paper import PAPER_BASELINE_NAMES as BASELINES
 from .spec import TUNED
@@ -41,73 +41,6 @@ from .spec import TUNED
 #: the half-width, relative to the baseline's mean, within which two means are "comparable".
 MARGIN = 0.10
 HOLDS, FAILS, UNDECIDED, MISSING = "holds", "does not hold", "undecided", "no run"
-
-
-def read_finals(records: Sequence[Mapping]) -> dict[str, dict[str, np.ndarray]]:
-    """``{target: {method: finals}}`` from a run's cell records: a learned optimizer's finals
-    as ``(seeds, problems)`` (seeds in order), a baseline's (one deterministic run) as
-    ``(problems,)``."""
-    per: dict[str, dict[str, list]] = {}
-    for record in records:
-        for label, target in record["targets"].items():
-            per.setdefault(label, {}).setdefault(record["method"], []).append(
-                (record.get("seed"), as_losses(target["final"])))
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for label, methods in per.items():
-        out[label] = {}
-        for method, rows in methods.items():
-            if rows[0][0] is None:  # a baseline
-                out[label][method] = np.asarray(rows[0][1], dtype=np.float64)
-            else:
-                out[label][method] = np.stack([f for _, f in sorted(rows, key=lambda r: r[0])])
-    return out
-
-
-def compare(finals: Mapping[str, np.ndarray], a: str, b: str) -> dict:
-    """``a`` against ``b`` on the same problems (lower is better) at both levels: ``boot``
-    (``paired_difference``), ``seeds`` (``seed_comparison`` of the per-seed means; a baseline
-    is one number) and ``direction``: ``"lower"`` or ``"higher"`` where both agree, ``"one
-    run"`` where a learned side has a single meta-seed, else ``None``."""
-    boot = paired_difference(finals[a], finals[b])
-    first, second = (finals[m].mean(axis=-1) for m in (a, b))  # a baseline's: a number
-    if np.ndim(first) == 0 and np.ndim(second) > 0:  # a baseline against seeds: mirrored
-        level = seed_comparison(second, first)
-        lo, hi = level["ci95"] or (None, None)
-        level.update(difference=-level["difference"],
-                     ci95=None if lo is None else [-hi, -lo],
-                     pairs=int((first < second).sum()),
-                     verdict={"better": "worse", "worse": "better"}.get(level["verdict"],
-                                                                        level["verdict"]))
-    else:
-        level = seed_comparison(first, second)
-    lo, hi = boot["ci95"]
-    if level["verdict"] == "one run":
-        direction = "one run"
-    elif hi < 0 and level["verdict"] == "better":
-        direction = "lower"
-    elif lo > 0 and level["verdict"] == "worse":
-        direction = "higher"
-    else:
-        direction = None
-    return {"boot": boot, "seeds": level, "direction": direction}
-
-
-def _fmt(interval: Sequence[float]) -> str:
-    return f"[{interval[0]:+.3g}, {interval[1]:+.3g}]"
-
-
-def evidence(a: str, b: str, c: Mapping) -> str:
-    """One comparison in words: the difference with its bootstrap interval, then the seed
-    level (its t-interval, "k of n" seed pairs, the rank test) or "one run"."""
-    boot, level = c["boot"], c["seeds"]
-    text = f"{a} - {b} {boot['mean']:+.3g} {_fmt(boot['ci95'])}"
-    if level["verdict"] == "one run":
-        return text + " (one run: a single meta-seed never decides)"
-    n = level["seeds"][0]
-    test = "Wilcoxon" if level["of"] == n else "Mann-Whitney"
-    return (text + f"; over seeds {_fmt(level['ci95'])}, {a} lower in {level['pairs']} of "
-            f"{level['of']}{' seeds' if level['of'] == n else ' seed pairs'}, {test} p = "
-            f"{level['p']:.2g}")
 
 
 def baselines(finals: Mapping[str, np.ndarray]) -> tuple[list[str], str]:
@@ -121,7 +54,7 @@ def baselines(finals: Mapping[str, np.ndarray]) -> tuple[list[str], str]:
 
 def better(finals: Mapping[str, np.ndarray], method: str, others: Sequence[str]) -> tuple[str, str]:
     """``method`` has a lower mean final loss than each of ``others`` (``compare``)."""
-    found = {o: compare(finals, method, o) for o in others}
+    found = {o: compare(finals[method], finals[o]) for o in others}
     directions = [c["direction"] for c in found.values()]
     if all(d == "lower" for d in directions):
         verdict = HOLDS
@@ -139,7 +72,7 @@ def comparable(finals: Mapping[str, np.ndarray], method: str,
     hold when both of one lie outside it; a single meta-seed decides nothing."""
     inside, outside, text = True, False, []
     for other in others:
-        c = compare(finals, method, other)
+        c = compare(finals[method], finals[other])
         bound = MARGIN * float(np.mean(finals[other]))
         intervals = [c["boot"]["ci95"]]
         if c["direction"] != "one run":

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from ..meta.checkpoint import atomic_write
-from ..meta.stats import METHOD
+from ..meta.stats import METHOD, compare
 from ..reporting.plots import plot_curves, plot_intervals, plot_transfer
-from ..reporting.results import method_entries, oracle_name, write_json
+from ..reporting.results import method_entries, oracle_name, read_finals, write_json
 from ..reporting.tables import (
     display,
     matrix_table,
     method_table,
+    ordered,
     training_table,
     transfer_table,
 )
@@ -41,13 +42,15 @@ def write_reports(plan: Plan, records: list[dict], meta: dict[str, Any]) -> dict
     order, names = method_order(plan), DISPLAY_NAMES
     targets = {t.label: method_entries(records, t.label, sweep.reference)
                for t in sweep.targets}
+    decisions = against_reference(plan, records)
     report = {**meta, "cell_seconds": sum(r.get("seconds", 0.0) for r in records),
               "protocol": plan.protocol, "reported_loss": plan.reported_loss,
               "sweep": sweep.name, "title": sweep.title,
               "reference": sweep.reference, "test_seed": sweep.test_seed,
               "confidence_interval": METHOD,
               "target_titles": {t.label: t.title or t.label for t in sweep.targets},
-              "targets": targets, "transfer": transfer_rows(records)}
+              "targets": targets, "against_reference": decisions,
+              "transfer": transfer_rows(records)}
     for t in sweep.targets:
         plot_curves(folder.report_path(f"curves-{t.label}.png"), targets[t.label],
                     t.title or t.label, order, names)
@@ -101,6 +104,59 @@ def protocol(plan: Plan, report: dict) -> str:
             f"reused {report['reused_cells']} cells of an earlier one.")
 
 
+def against_reference(plan: Plan, records: list[dict]) -> dict[str, dict[str, dict]]:
+    """Per target, every method against the sweep's reference on the same test problems at
+    both levels (``meta.stats.compare``); ``{}`` without a reference. A method whose losses
+    are not all finite gets ``{"direction": "not finite"}``."""
+    reference = plan.sweep.reference
+    out: dict[str, dict[str, dict]] = {}
+    for label, methods in read_finals(records).items() if reference else ():
+        if reference not in methods:
+            continue
+        out[label] = {}
+        for method in ordered(methods, method_order(plan)):
+            if method == reference:
+                continue
+            try:
+                out[label][method] = compare(methods[method], methods[reference])
+            except ValueError:  # a seed's mean is not finite
+                out[label][method] = {"direction": "not finite"}
+    return out
+
+
+def decisions_table(plan: Plan, decisions: dict[str, dict[str, dict]]) -> str:
+    """The ``against_reference`` comparisons as a table; empty where there are none."""
+    rows = []
+    for label, methods in decisions.items():
+        for method, c in methods.items():
+            name = display(method, DISPLAY_NAMES)
+            if c["direction"] == "not finite":
+                rows.append(f"| {name} | {label} | - | - | - | - | a loss is not finite |")
+                continue
+            boot, level = c["boot"], c["seeds"]
+            seeds = ("-" if level["ci95"] is None else
+                     f"{level['difference']:+.3g} [{level['ci95'][0]:+.3g}, "
+                     f"{level['ci95'][1]:+.3g}]")
+            p = "-" if level["p"] is None else f"{level['p']:.2g}"
+            points = {"lower": "**lower**", "higher": "**higher**",
+                      "one run": "one run: decides nothing"}.get(c["direction"], "undecided")
+            rows.append(f"| {name} | {label} | {boot['mean']:+.3g} [{boot['ci95'][0]:+.3g}, "
+                        f"{boot['ci95'][1]:+.3g}] | {seeds} | {level['pairs']} of "
+                        f"{level['of']} | {p} | {points} |")
+    if not rows:
+        return ""
+    reference = display(plan.sweep.reference, DISPLAY_NAMES)
+    return "\n".join([
+        f"Each method minus `{reference}` on the same test problems, twice: the crossed "
+        "bootstrap of the tables above, and over meta-seeds (one mean final loss per seed): a "
+        "95% t-interval, the seed pairs in which the method is lower, and a rank test "
+        "(Mann-Whitney; Wilcoxon against a baseline, which has no seeds). A difference is "
+        "**lower** or **higher** only where both intervals exclude 0 on that side and the "
+        "rank test agrees; a single meta-seed is one run and decides nothing.", "",
+        "| method | target | minus it, bootstrap [95%] | over seeds [95% t] | method lower in "
+        "| rank test p | points |", "|---|---|---|---|---|---|---|", *rows])
+
+
 def tuning_table(plan: Plan, records: list[dict]) -> str:
     """Per tuned baseline and target: the learning rate chosen, the rate it replaces, and the
     mean final loss of every rate tried on the tuning problems; empty without tuned cells."""
@@ -148,6 +204,10 @@ def markdown(plan: Plan, report: dict, order: list[str], records: list[dict]) ->
                   method_table(targets[t.label], t.paper or None, sweep.reference, order,
                                DISPLAY_NAMES), "",
                   f"![curves](curves-{t.label}.png)", ""]
+    decided = decisions_table(plan, report["against_reference"])
+    if decided:
+        reference = display(sweep.reference, DISPLAY_NAMES)
+        lines += [f"## Against {reference}, over test problems and over seeds", "", decided, ""]
     tuned = tuning_table(plan, records)
     if tuned:
         lines += ["## Tuned baselines", "", tuned, ""]

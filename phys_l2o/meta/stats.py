@@ -191,3 +191,56 @@ def rank_agrees(p: float, agreeing: int, pairs: int, smallest: float, level: flo
 def finite_or_none(x: float) -> float | None:
     """JSON has no infinities: non-finite numbers become ``null``."""
     return x if math.isfinite(x) else None
+
+
+def compare(a, b) -> dict:
+    """Method ``a`` against method ``b`` on the same test problems (lower is better), at both
+    levels. Each is a matrix of final losses ``(seeds, problems)``, or ``(problems,)`` for a
+    method without meta-seeds (a baseline).
+
+    Returns:
+        ``boot`` (``paired_difference``), ``seeds`` (``seed_comparison`` of the per-seed means,
+        mirrored where ``a`` is the baseline) and ``direction``: ``"lower"`` or ``"higher"``
+        where both levels agree, ``"one run"`` where a learned side has a single meta-seed,
+        else ``None``.
+    """
+    boot = paired_difference(a, b)
+    first, second = (np.asarray(m, dtype=np.float64).mean(axis=-1) for m in (a, b))
+    if np.ndim(first) == 0 and np.ndim(second) > 0:  # a baseline against seeds: mirrored
+        level = seed_comparison(second, first)
+        lo, hi = level["ci95"] or (None, None)
+        level.update(difference=-level["difference"],
+                     ci95=None if lo is None else [-hi, -lo],
+                     pairs=int((first < second).sum()),
+                     verdict={"better": "worse", "worse": "better"}.get(level["verdict"],
+                                                                        level["verdict"]))
+    else:
+        level = seed_comparison(first, second)
+    lo, hi = boot["ci95"]
+    if level["verdict"] == "one run":
+        direction = "one run"
+    elif hi < 0 and level["verdict"] == "better":
+        direction = "lower"
+    elif lo > 0 and level["verdict"] == "worse":
+        direction = "higher"
+    else:
+        direction = None
+    return {"boot": boot, "seeds": level, "direction": direction}
+
+
+def _fmt(interval) -> str:
+    return f"[{interval[0]:+.3g}, {interval[1]:+.3g}]"
+
+
+def evidence(a: str, b: str, c: dict) -> str:
+    """One ``compare`` result in words: the difference with its bootstrap interval, then the
+    seed level (its t-interval, "k of n" seed pairs, the rank test) or "one run"."""
+    boot, level = c["boot"], c["seeds"]
+    text = f"{a} - {b} {boot['mean']:+.3g} {_fmt(boot['ci95'])}"
+    if level["verdict"] == "one run":
+        return text + " (one run: a single meta-seed never decides)"
+    n = level["seeds"][0]
+    test = "Wilcoxon" if level["of"] == n else "Mann-Whitney"
+    return (text + f"; over seeds {_fmt(level['ci95'])}, {a} lower in {level['pairs']} of "
+            f"{level['of']}{' seeds' if level['of'] == n else ' seed pairs'}, {test} p = "
+            f"{level['p']:.2g}")

@@ -73,6 +73,26 @@ def method_entries(records: Sequence[Mapping], label: str,
     return out
 
 
+def read_finals(records: Sequence[Mapping]) -> dict[str, dict[str, np.ndarray]]:
+    """``{target: {method: finals}}`` from a run's cell records: a learned optimizer's finals
+    as ``(seeds, problems)`` (seeds in order), a baseline's (one deterministic run) as
+    ``(problems,)``."""
+    per: dict[str, dict[str, list]] = {}
+    for record in records:
+        for label, target in record["targets"].items():
+            per.setdefault(label, {}).setdefault(record["method"], []).append(
+                (record.get("seed"), as_losses(target["final"])))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for label, methods in per.items():
+        out[label] = {}
+        for method, rows in methods.items():
+            if rows[0][0] is None:  # a baseline
+                out[label][method] = np.asarray(rows[0][1], dtype=np.float64)
+            else:
+                out[label][method] = np.stack([f for _, f in sorted(rows, key=lambda r: r[0])])
+    return out
+
+
 def oracle_name(method: str) -> str:
     """The name of a learned method's oracle row: its weights of the epoch that was best on
     this target's own validation (which the training task's validation cannot see)."""
