@@ -10,7 +10,10 @@ import pytest
 from phys_l2o import load_checkpoint, registered, spec_of
 from phys_l2o.cli import main
 
-NAMES = {"hnn", "lstm", "adam", "rmsprop", "sgd", "nag"}
+BASELINES = {"adam", "rmsprop", "sgd", "nag"}
+#: the methods of a paper run: the learned optimizers, the baselines at the paper's rates and
+#: tuned
+NAMES = {"hnn", "lstm", *BASELINES, *(f"{b}-tuned" for b in BASELINES)}
 
 
 def test_only_the_commands_own_process_keeps_freed_memory(monkeypatch, tmp_path, capsys):

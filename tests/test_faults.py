@@ -135,9 +135,9 @@ def test_reproduce_reuses_its_own_run_and_starts_again_cleanly(tmp_path, capsys)
     before = json.loads((out / "results.json").read_text())
     capsys.readouterr()
     assert main(args) == 0                              # the same run: every cell reused
-    assert "6 finished cells reused, 0 to run" in capsys.readouterr().out
+    assert "10 finished cells reused, 0 to run" in capsys.readouterr().out  # 4 tuned
     again = json.loads((out / "results.json").read_text())
-    assert again["targets"] == before["targets"] and again["reused_cells"] == 6
+    assert again["targets"] == before["targets"] and again["reused_cells"] == 10
     assert not list((out / "cells").glob("*/*.training.pt"))   # a finished run
     assert main([*args[:4], "--budget", "paper", "--no-progress"]) == 2  # another budget
     assert "Pass --overwrite to start again" in capsys.readouterr().err
