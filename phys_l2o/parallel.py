@@ -37,6 +37,15 @@ meta-gradients are averaged across the ranks (``Ranks.average``, one all-reduce)
 same Adam step on every rank, so the weights stay identical, and equal those of one process
 with the whole meta-batch up to float rounding. Validation is sharded the same way
 (``Ranks.sum``); rank 0 alone writes.
+
+**A rank that does not answer.** Every rank of a launch gives a sign of life every
+``HEARTBEAT`` seconds (``Heartbeat``: a counter in the launch's own store, moved by a thread of
+the rank). A rank that waits for the others, at a collective of meta-training or at the end of
+a sweep for their cells, gives up when one of them has shown no sign of life for the timeout
+(``--timeout`` minutes, ``DEFAULT_TIMEOUT``), and says which (``RankTimeout``): a rank that is
+stopped, hung or cut off from the others. A rank that dies outright ends the launch at once
+(torchrun stops the others). A sweep's ranks may wait hours at its end for the others' cells;
+they wait as long as those ranks are alive.
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ import ctypes
 import datetime
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,8 +64,133 @@ import torch
 
 #: intra-op threads per process unless ``--threads`` says otherwise.
 DEFAULT_THREADS = 1
-#: how long a rank waits for the others at a collective (a sweep's ranks meet at the end).
-TIMEOUT = datetime.timedelta(days=7)
+#: how long a rank waits for another that shows no sign of life (``--timeout`` minutes).
+DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
+#: seconds between a rank's signs of life (``Heartbeat``).
+HEARTBEAT = 2.0
+
+
+class RankTimeout(RuntimeError):
+    """Other ranks of the launch did not answer within the timeout: stopped, hung or cut off.
+    The message names them and says what to do."""
+
+
+def collective_timeout(minutes: float | None) -> datetime.timedelta:
+    """``--timeout``: minutes, positive; ``None`` is ``DEFAULT_TIMEOUT``.
+
+    Raises:
+        ValueError: not a positive finite number.
+    """
+    if minutes is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or \
+            not 0 < minutes < float("inf"):
+        raise ValueError(f"--timeout must be a positive number of minutes, got {minutes!r}")
+    return datetime.timedelta(minutes=minutes)
+
+
+def silent_message(silent: list[int], timeout: datetime.timedelta, what: str) -> str:
+    ranks = ", ".join(map(str, silent))
+    minutes = timeout.total_seconds() / 60
+    return (f"rank{'s' if len(silent) > 1 else ''} {ranks} gave no sign of life for "
+            f"{minutes:g} min while this rank waited at {what}: stopped, hung or cut off from "
+            "the others. Stop the launch and run the same command again: finished cells and "
+            "the training state of the last finished epoch are kept. --timeout MINUTES sets "
+            "the wait")
+
+
+class Heartbeat:
+    """This rank's sign of life, and the watch on the others': a counter per rank in the
+    launch's own store (``torchrun``'s, at ``MASTER_ADDR:MASTER_PORT``) that a thread of the
+    rank moves every ``HEARTBEAT`` seconds. A stopped process moves it no more; so does a
+    process cut off from the store."""
+
+    def __init__(self, ranks: Ranks, timeout: datetime.timedelta) -> None:
+        import torch.distributed as dist
+
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                              is_master=False, timeout=timeout)
+        self.store = dist.PrefixStore("phys-l2o/", store)
+        self.ranks, self.timeout, self.meetings = ranks, timeout, 0
+        self.store.add(f"beat/{ranks.rank}", 1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True,
+                                        name="phys-l2o heartbeat")
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT):
+            try:
+                self.store.add(f"beat/{self.ranks.rank}", 1)
+            except Exception:  # the store is gone: the launch is ending
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def count(self, rank: int) -> int:
+        return int(self.store.add(f"beat/{rank}", 0))
+
+    def others(self) -> list[int]:
+        return [r for r in range(self.ranks.world) if r != self.ranks.rank]
+
+    def silent(self, among: list[int], seconds: float) -> list[int]:
+        """Those of ``among`` that gave no sign of life during ``seconds`` (this call waits)."""
+        before = {r: self.count(r) for r in among}
+        time.sleep(seconds)
+        return [r for r in among if self.count(r) == before[r]]
+
+    def meet(self, what: str) -> None:
+        """Wait until every rank has come here, as long as the ones not yet here are alive.
+
+        Raises:
+            RankTimeout: one of them gave no sign of life for the timeout (named).
+        """
+        self.meetings += 1
+        key = f"met/{self.meetings}/"
+        self.store.set(key + str(self.ranks.rank), "1")
+        limit = self.timeout.total_seconds()
+        last = {r: (self.count(r), time.monotonic()) for r in self.others()}
+        while True:
+            waiting = [r for r in self.others() if not self.store.check([key + str(r)])]
+            if not waiting:
+                return
+            now = time.monotonic()
+            for r in waiting:
+                count = self.count(r)
+                if count != last[r][0]:
+                    last[r] = (count, now)
+            silent = [r for r in waiting if now - last[r][1] > limit]
+            if silent:
+                raise RankTimeout(silent_message(silent, self.timeout, what))
+            time.sleep(min(1.0, limit / 4))
+
+
+#: this process's heartbeat while it is a rank of a launch (``distributed``).
+_LIFE: Heartbeat | None = None
+
+
+@contextmanager
+def answered(what: str) -> Iterator[None]:
+    """A collective: where it fails (its timeout, or a peer gone), name the ranks that gave no
+    sign of life, when there are such."""
+    try:
+        yield
+    except RankTimeout:
+        raise
+    except RuntimeError as error:
+        life = _LIFE
+        silent = life.silent(life.others(), 2.5 * HEARTBEAT) if life is not None else []
+        if not silent:
+            raise
+        raise RankTimeout(silent_message(silent, life.timeout, what)) from error
+
+
+def meet(ranks: Ranks, what: str) -> None:
+    """Wait for every rank at a point they reach at very different times (the end of a
+    sweep): as long as those not yet there are alive (``Heartbeat.meet``)."""
+    if ranks.world > 1 and _LIFE is not None:
+        _LIFE.meet(what)
 
 
 def available_cores() -> int:
@@ -177,7 +313,8 @@ class Ranks:
         import torch.distributed as dist
 
         total = value.detach().clone()
-        dist.all_reduce(total)
+        with answered("a sum over the ranks"):
+            dist.all_reduce(total)
         return total
 
     def all(self, flag: bool | torch.Tensor) -> bool:
@@ -193,7 +330,8 @@ class Ranks:
         import torch.distributed as dist
 
         box = [value if self.main else None]
-        dist.broadcast_object_list(box, src=0)
+        with answered("a broadcast from rank 0"):
+            dist.broadcast_object_list(box, src=0)
         return box[0]
 
     def average(self, tensors: list[torch.Tensor]) -> None:
@@ -203,7 +341,8 @@ class Ranks:
         import torch.distributed as dist
 
         flat = torch.cat([t.reshape(-1) for t in tensors])
-        dist.all_reduce(flat)
+        with answered("the average of a meta-gradient"):
+            dist.all_reduce(flat)
         flat /= self.world
         for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
             t.copy_(part.view_as(t))
@@ -213,11 +352,14 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def distributed(device: torch.device) -> tuple[Ranks, torch.device]:
-    """Join the process group of a ``torchrun`` launch (a no-op for one process).
+def distributed(device: torch.device, timeout: datetime.timedelta = DEFAULT_TIMEOUT
+                ) -> tuple[Ranks, torch.device]:
+    """Join the process group of a ``torchrun`` launch (a no-op for one process), with
+    ``timeout`` on its collectives, and start this rank's ``Heartbeat``.
 
     Returns this process's ranks and its device: under torchrun on CUDA, the GPU of its local
     rank. ``joined`` wraps it and leaves the group at the end."""
+    global _LIFE
     if not launched_by_torchrun():
         return Ranks(), device
     import torch.distributed as dist
@@ -235,7 +377,9 @@ def distributed(device: torch.device) -> tuple[Ranks, torch.device]:
     else:
         backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, timeout=TIMEOUT)
+        dist.init_process_group(backend=backend, timeout=timeout)
+    if _LIFE is None:
+        _LIFE = Heartbeat(ranks, timeout)
     return ranks, device
 
 
@@ -246,7 +390,8 @@ def gather(value: object, ranks: Ranks) -> list[object] | None:
     import torch.distributed as dist
 
     out = [None] * ranks.world if ranks.main else None
-    dist.gather_object(value, out, dst=0)
+    with answered("a gather to rank 0"):
+        dist.gather_object(value, out, dst=0)
     return out
 
 
@@ -254,18 +399,21 @@ def barrier(ranks: Ranks) -> None:
     if ranks.world > 1:
         import torch.distributed as dist
 
-        dist.barrier()
+        with answered("a barrier"):
+            dist.barrier()
 
 
 @contextmanager
-def joined(device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
-    """``distributed(device)`` for the duration of a block; yields its ranks and device.
+def joined(device: torch.device, timeout: datetime.timedelta = DEFAULT_TIMEOUT
+           ) -> Iterator[tuple[Ranks, torch.device]]:
+    """``distributed(device, timeout)`` for the duration of a block; yields its ranks and
+    device.
 
     On leaving the block normally every rank waits for the others (a barrier) before the
     process group is destroyed: a rank that destroyed its side while another still worked
     (rank 0 writing its reports) made gloo abort the run at exit ("terminate called without
     an active exception"). Leaving by an exception skips the wait: the others may never come."""
-    ranks, device = distributed(device)
+    ranks, device = distributed(device, timeout)
     try:
         yield ranks, device
     except BaseException:
@@ -275,10 +423,15 @@ def joined(device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
 
 
 def _leave(wait: bool) -> None:
+    global _LIFE
     if launched_by_torchrun():
         import torch.distributed as dist
 
         if dist.is_initialized():
             if wait:
-                dist.barrier()
+                with answered("the end of the run"):
+                    dist.barrier()
             dist.destroy_process_group()
+        if _LIFE is not None:
+            _LIFE.stop()
+            _LIFE = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import pytest
 import torch
 
 TRAIN_DIGITS, TEST_DIGITS = 400, 300
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the suite runs on one worker process per core (pytest-xdist): one intra-op thread
+    # each, or the workers' small steps wait on each other (see phys_l2o.parallel)
+    torch.set_num_threads(1)
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:

@@ -153,6 +153,8 @@ CLI_CASES = [
     (["reproduce", "quadratic", "--resume"], "unrecognized arguments: --resume"),
     (["reproduce", "quadratic", "--seeds", "0"], "positive integer"),
     (["reproduce", "quadratic", "--threads", "0"], "positive integer"),
+    (["reproduce", "quadratic", "--timeout", "0"], "positive number"),
+    (["sweep", f"{W}/sweep.toml", "--timeout", "-5"], "positive number"),
     (["reproduce", "quadratic", "--protocol", "original"], "invalid choice: 'original'"),
     (["reproduce", "quadratic", "--max-seeds", "lstm"], "expected METHOD=N"),
     (["reproduce", "quadratic", "--max-seeds", "lstm=0"], "positive integer"),

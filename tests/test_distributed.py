@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from phys_l2o import load_checkpoint, spec_of
+from phys_l2o import load_checkpoint, parallel, spec_of
 from phys_l2o.cli import main
 from phys_l2o.experiments.training import build_seeded
 from phys_l2o.meta import Schedule, meta_train
@@ -153,3 +153,52 @@ def test_ranks_leave_the_process_group_together(tmp_path):
                                 nprocs=2)
     zero, one = (torch.load(tmp_path / f"r-{rank}.pt") for rank in range(2))
     assert one["left"] >= zero["worked"]
+
+
+def _one_rank_stops(rank: int, port: int, out: str) -> None:
+    import signal
+
+    from phys_l2o import parallel
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ranks, _ = parallel.distributed(torch.device("cpu"), parallel.collective_timeout(0.1))
+    parallel.barrier(ranks)                   # both are in
+    if rank == 1:                             # stopped, as by SIGSTOP or a hung machine
+        os.kill(os.getpid(), signal.SIGSTOP)
+    errors = {}
+    for name, wait in (("meet", lambda: parallel.meet(ranks, "the end of the sweep")),
+                       ("sum", lambda: ranks.sum(torch.ones(2)))):
+        try:
+            wait()
+        except parallel.RankTimeout as error:
+            errors[name] = str(error)
+    torch.save(errors, f"{out}-{rank}.pt")
+
+
+def test_a_rank_that_stops_answering_is_named_after_the_timeout(tmp_path):
+    """A stopped rank does not make the others wait for days: at the end of a sweep and at a
+    collective, rank 0 gives up after --timeout (here 6 s) and names the silent rank."""
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("spawn")
+    port = free_port()
+    procs = [context.Process(target=_one_rank_stops, args=(rank, port, str(tmp_path / "r")))
+             for rank in range(2)]
+    for proc in procs:
+        proc.start()
+    try:
+        procs[0].join(timeout=120)
+        assert procs[0].exitcode == 0
+    finally:
+        os.kill(procs[1].pid, signal.SIGKILL)
+        procs[1].join(timeout=30)
+    errors = torch.load(tmp_path / "r-0.pt")
+    assert set(errors) == {"meet", "sum"}
+    for error in errors.values():
+        assert error.startswith("rank 1 gave no sign of life for 0.1 min") and "--timeout" in \
+            error
+    assert "the end of the sweep" in errors["meet"] and "a sum over the ranks" in errors["sum"]
+    with pytest.raises(ValueError, match="--timeout must be a positive number"):
+        parallel.collective_timeout(0)

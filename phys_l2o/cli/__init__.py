@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv in ([], ["-h"], ["--help"]):
         build_parser(full=False).parse_args(argv)  # prints the help (or the usage) and exits
     args = build_parser().parse_args(argv)
-    from ..parallel import keep_freed_memory, thread_policy
+    from ..parallel import RankTimeout, keep_freed_memory, thread_policy
 
     terminated: list[int] = []
     if from_command_line:  # a process of its own (parallel.py, "Memory")
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         print("phys-l2o: error: an input is nested too deeply to be read (a spec or a config "
               "table within itself hundreds of times); a spec needs a few levels",
               file=sys.stderr)
+        return 2
+    except RankTimeout as error:  # a rank of a torchrun launch that does not answer
+        print(f"phys-l2o: error: {error}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as error:
         text = str(error)

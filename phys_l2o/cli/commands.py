@@ -96,7 +96,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         threads=args.threads, data_root=args.data_root, compile=args.compile,
         overwrite=args.overwrite, progress=not args.no_progress,
         command="phys-l2o " + shlex.join(argv), protocol=args.protocol,
-        max_seeds=dict(args.max_seeds), workers=args.workers))
+        max_seeds=dict(args.max_seeds), workers=args.workers, timeout=args.timeout))
 
 
 def default_out(name: str, protocol: str) -> Path:
@@ -113,7 +113,8 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         device=args.device, progress=not args.no_progress, meta_batch=args.meta_batch,
         data_root=args.data_root, compile=args.compile, threads=args.threads,
         command="phys-l2o " + shlex.join(argv), overwrite=args.overwrite,
-        protocol=args.protocol, max_seeds=dict(args.max_seeds), workers=args.workers))
+        protocol=args.protocol, max_seeds=dict(args.max_seeds), workers=args.workers,
+        timeout=args.timeout))
 
 
 def run_and_report(args: argparse.Namespace, argv: list[str], run) -> int:
@@ -138,7 +139,8 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from ..seeding import resolve_device
 
     # under torchrun: one data-parallel run over the ranks (parallel.py); rank 0 writes
-    with parallel.joined(resolve_device(args.device)) as (ranks, device):
+    timeout = parallel.collective_timeout(args.timeout)
+    with parallel.joined(resolve_device(args.device), timeout) as (ranks, device):
         return train_on(args, argv, ranks, device)
 
 

@@ -102,6 +102,13 @@ def add_protocol(p: argparse.ArgumentParser, evaluation: bool = True) -> None:
                            "; its evaluation differences belong to reproduce and sweep)"))
 
 
+def add_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=positive_float, default=None, metavar="MINUTES",
+                   help="under torchrun: how long a rank waits for another that gives no sign "
+                        "of life (stopped, hung or cut off) before it stops with an error "
+                        "naming it (default 30)")
+
+
 def add_workers(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes that run the cells side by side, each with --threads "
@@ -163,6 +170,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     add_max_seeds(rep)
     add_again(rep, "the output folder holds another run's results", None)
     add_workers(rep)
+    add_timeout(rep)
     add_compile(rep)
     add_common(rep)
 
@@ -187,6 +195,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     add_max_seeds(sw)
     add_again(sw, "--out holds a run of another sweep or budget", None)
     add_workers(sw)
+    add_timeout(sw)
     add_compile(sw)
     add_common(sw, seed=False)
 
@@ -223,6 +232,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                     help="write the checkpoint even if validation never improved on the "
                          "untrained weights")
     add_compile(tr)
+    add_timeout(tr)
     add_common(tr)
 
     ev = sub.add_parser("evaluate", help=COMMANDS["evaluate"], allow_abbrev=False)

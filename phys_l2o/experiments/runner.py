@@ -19,6 +19,7 @@ same whichever process runs it: its seeds are its own.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import multiprocessing
 import os
 import pickle
@@ -191,7 +192,7 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
               progress: bool = True, command: str | None = None,
               protocol: str = "corrected",
               max_seeds: Mapping[str, int] | None = None,
-              workers: int | None = None) -> dict | None:
+              workers: int | None = None, timeout: float | None = None) -> dict | None:
     """Run a sweep (a ``Sweep`` or a sweep file) into ``out`` and write its reports.
 
     Finished cells already in ``out`` (of the same sweep and budget) are reused; a cell that
@@ -213,6 +214,8 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
         max_seeds: ``{variant: n}``: run only the first ``n`` seeds of a costly variant.
         workers: worker processes that run this process's cells (default:
             ``default_workers``); 1 runs them one after another in this process.
+        timeout: under torchrun, minutes a rank waits for another that gives no sign of life
+            before it raises ``parallel.RankTimeout`` (default ``parallel.DEFAULT_TIMEOUT``).
 
     Returns:
         The report (``results.json``'s contents) on rank 0, ``None`` on other ranks.
@@ -231,9 +234,11 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise SweepError(f"workers must be a positive integer, got {workers!r}")
+    wait = parallel.collective_timeout(timeout)
     with parallel.thread_policy(threads) as count:
         return _run(plan, count, device=device, data_root=data_root, compile=compile,
-                    overwrite=overwrite, progress=progress, command=command, workers=workers)
+                    overwrite=overwrite, progress=progress, command=command, workers=workers,
+                    timeout=wait)
 
 
 def reproduce(task: str, budget: str = "smoke", *, out: str | os.PathLike, seed: int = 0,
@@ -360,7 +365,8 @@ def check_builds(plan: Plan, data_root: str | None) -> None:
 
 
 def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progress,
-         command, workers: int | None = None) -> dict | None:
+         command, workers: int | None = None,
+         timeout: datetime.timedelta = parallel.DEFAULT_TIMEOUT) -> dict | None:
     sweep, folder = plan.sweep, plan.folder
     check_builds(plan, data_root)
     if compile:
@@ -369,7 +375,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         if blocked:
             raise SweepError(f"--compile: these variants cannot be compiled: {blocked}; leave "
                              "--compile out (the default compiles the variants that can be)")
-    with parallel.joined(resolve_device(device)) as (ranks, device), \
+    with parallel.joined(resolve_device(device), timeout) as (ranks, device), \
             contextlib.ExitStack() as stack:
         mode = folder.check(plan.manifest(), overwrite)
         earlier = plan.earlier() if mode == "update" else None  # before it is replaced
@@ -419,6 +425,8 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
                 bar.update(1)
         finally:
             bar.close()
+        # the ranks finish their cells at different times: wait while the others are alive
+        parallel.meet(ranks, "the end of the sweep (for the other ranks' cells)")
         gathered = parallel.gather({(c.method, c.seed): r for c, r in fresh.items()}, ranks)
         if not ranks.main:
             return None
