@@ -138,7 +138,7 @@ CLI_CASES = [
     (["reproduce", "cubic"], "invalid choice"),
     (["reproduce", "quadratic", "--out", ""], "an empty path"),
     ([*EVAL, "--optimizer", "adam", "--problems", "100000000000"],
-     "out of memory (it asked for"),
+     "evaluating 100000000000 problems needs at least 64000.0 GB of memory"),
     (["sweep", f"{W}/sweep.toml", "--out", " "], "an empty path"),
     (["sweep", f"{W}/sweep-path-name.toml"], "must be a plain name"),
     (["sweep", f"{W}/sweep-task.toml", "--out", f"{W}/new-run"],
@@ -394,3 +394,23 @@ def test_api(call, kind, message, tmp_path, monkeypatch):
 
 def test_the_table_is_large():
     assert len(CLI_CASES) + len(API_CASES) >= 60
+
+
+def test_an_evaluation_that_cannot_fit_is_refused_before_it_starts(monkeypatch):
+    """The bound counts one sampled problem's data and five floats per coordinate, per problem,
+    against the memory the machine has; a size that fits passes and returns the bound."""
+    import importlib
+
+    from phys_l2o.tasks import QuadraticTask
+
+    module = importlib.import_module("phys_l2o.meta.evaluate")  # the module, not the function
+
+    task = QuadraticTask()  # 10 coordinates; W (10 x 10) and y (10) per problem: 440 bytes
+    monkeypatch.setattr(module, "available_memory", lambda: 640_000)
+    assert module.check_memory(task, 1000, "x", "y") == 1000 * (440 + 5 * 4 * 10)
+    with pytest.raises(ValueError, match=r"1001 problems needs at least 0.0 GB .* 0.0 GB "
+                                         r"available: use fewer"):
+        module.check_memory(task, 1001, "1001 problems", "use fewer")
+    monkeypatch.setattr(module, "available_memory", lambda: None)  # unknown: not refused
+    assert module.check_memory(task, 10**9, "x", "y") > 10**11
+

@@ -231,6 +231,7 @@ def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 
     from ..experiments.paper import DISPLAY_NAMES, paper_baselines
     from ..meta import compare, load_checkpoint
+    from ..meta.evaluate import check_memory
     from ..reporting import method_table, plot_curves, summarize_methods, write_json
     from ..reporting.results import provenance
     from ..seeding import make_generator, resolve_device
@@ -266,6 +267,9 @@ def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
             spec["lr"] = args.lr
         optimizer = build(spec, "baseline")
     name = optimizer.name
+    if device.type == "cpu":
+        check_memory(task, args.problems, f"evaluating {args.problems} problems",
+                     "use fewer (--problems)")
     problems = task.sample(args.problems, make_generator(args.seed, "test"), device)
     runs = compare({name: optimizer}, task, problems, args.steps, progress=not args.no_progress)
     methods = summarize_methods(runs, {name: optimizer.num_params()})

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .. import parallel
 from ..meta import evaluate, save_checkpoint
-from ..meta.evaluate import field_evaluations
+from ..meta.evaluate import check_memory, field_evaluations
 from ..meta.tuning import choose
 from ..optimizers.base import Optimizer
 from ..registry import Spec, as_spec, build
@@ -76,6 +76,11 @@ class Runner:
         self.notes = sorted({n for task in [self.train_task, *self.tasks.values()]
                              if (n := getattr(task, "data_note", None))})
         # every method and seed runs on the same test problems of each target
+        if device.type == "cpu":
+            for label, task in self.tasks.items():
+                check_memory(task, plan.sizes["test_problems"],
+                             f"[targets.{label}]: {plan.sizes['test_problems']} test problems",
+                             "give the budget fewer test_problems")
         self.problems = {label: task.sample(plan.sizes["test_problems"],
                                             make_generator(sweep.test_seed, "test"), device)
                          for label, task in self.tasks.items()}

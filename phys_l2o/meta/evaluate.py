@@ -16,6 +16,43 @@ from ..optimizers.base import Optimizer
 from ..tasks.base import Problems, Task, select
 from .rollout import rollout
 
+#: floats per coordinate and problem that any evaluation holds at least: the parameters, their
+#: gradient, two slots of optimizer state and one temporary.
+FLOATS_PER_COORDINATE = 5
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (``MemAvailable``), ``None`` where unknown
+    (not Linux)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_memory(task: Task, num_problems: int, what: str, fix: str) -> int:
+    """Refuse an evaluation of ``num_problems`` problems of ``task`` on the CPU that cannot
+    fit: a lower bound of its memory (one sampled problem's data, and
+    ``FLOATS_PER_COORDINATE`` floats per coordinate, per problem) against the memory this
+    machine has available. Cheap: it samples one problem. Returns the bound in bytes.
+
+    Raises:
+        ValueError: the bound exceeds the available memory (the message names both sizes,
+            ``what`` is evaluated and ``fix`` says what to change): an input too large.
+    """
+    one = task.sample(1, torch.Generator().manual_seed(0), "cpu")
+    data = sum(v.numel() * v.element_size() for v in one.values() if isinstance(v, Tensor))
+    need = num_problems * (data + FLOATS_PER_COORDINATE * 4 * task.num_coords)
+    free = available_memory()
+    if free is not None and need > free:
+        raise ValueError(f"{what} needs at least {need / 1e9:.1f} GB of memory and this "
+                          f"machine has {free / 1e9:.1f} GB available: {fix}")
+    return need
+
 
 def evaluate(optimizer: Optimizer, task: Task, problems: Problems, steps: int, *,
              scale: float | None = None, return_params: bool = False,
