@@ -108,11 +108,14 @@ class Heartbeat:
     def __init__(self, ranks: Ranks, timeout: datetime.timedelta) -> None:
         import torch.distributed as dist
 
-        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
-                              is_master=False, timeout=timeout)
-        self.store = dist.PrefixStore("phys-l2o/", store)
+        def client():  # one per thread: the beating thread's and the watching one's
+            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                                  is_master=False, timeout=timeout)
+            return dist.PrefixStore("phys-l2o/", store)
+
+        self.store, self._beats = client(), client()
         self.ranks, self.timeout, self.meetings = ranks, timeout, 0
-        self.store.add(f"beat/{ranks.rank}", 1)
+        self._beats.add(f"beat/{ranks.rank}", 1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True,
                                         name="phys-l2o heartbeat")
@@ -121,7 +124,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT):
             try:
-                self.store.add(f"beat/{self.ranks.rank}", 1)
+                self._beats.add(f"beat/{self.ranks.rank}", 1)
             except Exception:  # the store is gone: the launch is ending
                 return
 
