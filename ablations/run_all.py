@@ -2,6 +2,7 @@
 
     python ablations/run_all.py [--budget NAME] [--device auto|cpu|cuda] [--out runs/ablations]
                                [--data-root DIR] [--skip-mnist] [--seeds N] [--threads N]
+                               [--workers N]
 
 Each ablation is a sweep file (``*.toml`` here) that ``phys-l2o sweep FILE`` runs on its own;
 this script runs them one after another into ``OUT/<name>/`` (each resumable: run it again to
@@ -33,6 +34,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=None, help="meta-seeds (default: the "
                         "budget's)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes per sweep (default: as `phys-l2o sweep`)")
     args = parser.parse_args()
     start = time.perf_counter()
     sweeps = [load_sweep(p) for p in sorted(HERE.glob("*.toml"))]
@@ -42,7 +45,7 @@ def main() -> int:
     for sweep in sweeps:
         report = run_sweep(sweep, args.budget, out=args.out / sweep.name, seeds=args.seeds,
                            device=args.device, threads=args.threads, data_root=args.data_root,
-                           progress=sys.stderr.isatty())
+                           workers=args.workers, progress=sys.stderr.isatty())
         lines += [f"- [{sweep.title}]({sweep.name}/results.md): budget `{report['budget']}`, "
                   f"seeds {report['seeds']}, {report['seconds']:.0f} s"]
     (args.out / "index.md").write_text("\n".join(lines) + "\n")

@@ -12,7 +12,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def test_run_all_writes_every_ablation(tmp_path):
     out = tmp_path / "ablations"
     args = [sys.executable, str(ROOT / "ablations" / "run_all.py"), "--budget", "test",
-            "--device", "cpu", "--out", str(out)]
+            "--device", "cpu", "--out", str(out), "--workers", "1"]  # workers: test_sweep
     mnist = (SHARED_DATA / "MNIST" / "raw").is_dir()
     args += ["--data-root", str(SHARED_DATA)] if mnist else ["--skip-mnist"]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600)

@@ -130,7 +130,7 @@ def test_ctrl_c_or_preemption_saves_and_says_how_to_resume(tmp_path, stop, code)
 
 def test_reproduce_reuses_its_own_run_and_starts_again_cleanly(tmp_path, capsys):
     out = tmp_path / "quad"
-    args = ["reproduce", "quadratic", "--out", str(out), *FAST]
+    args = ["reproduce", "quadratic", "--out", str(out), *FAST, "--workers", "1"]
     assert main(args) == 0
     before = json.loads((out / "results.json").read_text())
     capsys.readouterr()
