@@ -62,6 +62,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import positive_number
+
 #: intra-op threads per process unless ``--threads`` says otherwise.
 DEFAULT_THREADS = 1
 #: how long a rank waits for another that shows no sign of life (``--timeout`` minutes).
@@ -83,10 +85,7 @@ def collective_timeout(minutes: float | None) -> datetime.timedelta:
     """
     if minutes is None:
         return DEFAULT_TIMEOUT
-    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or \
-            not 0 < minutes < float("inf"):
-        raise ValueError(f"--timeout must be a positive number of minutes, got {minutes!r}")
-    return datetime.timedelta(minutes=minutes)
+    return datetime.timedelta(minutes=positive_number("--timeout (minutes)", minutes))
 
 
 def silent_message(silent: list[int], timeout: datetime.timedelta, what: str) -> str:

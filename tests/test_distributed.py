@@ -200,5 +200,5 @@ def test_a_rank_that_stops_answering_is_named_after_the_timeout(tmp_path):
         assert error.startswith("rank 1 gave no sign of life for 0.1 min") and "--timeout" in \
             error
     assert "the end of the sweep" in errors["meet"] and "a sum over the ranks" in errors["sum"]
-    with pytest.raises(ValueError, match="--timeout must be a positive number"):
+    with pytest.raises(ValueError, match=r"--timeout \(minutes\) must be a positive finite number"):
         parallel.collective_timeout(0)

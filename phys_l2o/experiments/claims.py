@@ -74,13 +74,10 @@ def comparable(finals: Mapping[str, np.ndarray], method: str,
     for other in others:
         c = compare(finals[method], finals[other])
         bound = MARGIN * float(np.mean(finals[other]))
-        intervals = [c["boot"]["ci95"]]
-        if c["direction"] != "one run":
-            intervals.append(c["seeds"]["ci95"])
-        inside &= c["direction"] != "one run" and all(-bound <= lo and hi <= bound
-                                                     for lo, hi in intervals)
-        outside |= c["direction"] != "one run" and all(lo > bound or hi < -bound
-                                                      for lo, hi in intervals)
+        decides = c["direction"] != "one run"  # one run: its seed level has no interval
+        intervals = [c["boot"]["ci95"], c["seeds"]["ci95"]] if decides else []
+        inside &= decides and all(-bound <= lo and hi <= bound for lo, hi in intervals)
+        outside |= decides and all(lo > bound or hi < -bound for lo, hi in intervals)
         text.append(f"{evidence(method, other, c)} (margin {bound:.2g})")
     verdict = HOLDS if inside else FAILS if outside else UNDECIDED
     return verdict, "; ".join(text)

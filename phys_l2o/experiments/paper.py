@@ -17,7 +17,7 @@ from ..optimizers.base import LearnedOptimizer
 from ..registry import Spec, as_spec, lookup
 from .compose import PACKAGE_DIR
 from .plan import DEFAULT_META, schedule_for
-from .spec import Sweep, SweepError, Target, load_sweep
+from .spec import TUNED, Sweep, SweepError, Target, load_sweep
 from .training import build_seeded
 
 #: the paper's experiments: ``phys-l2o reproduce TASK`` runs ``sweeps/paper-TASK.toml``.
@@ -29,9 +29,9 @@ FALLBACK_TASK = "quadratic"
 PAPER_BASELINE_NAMES = ("adam", "rmsprop", "sgd", "nag")
 #: how the paper writes its methods' names in tables and plots.
 DISPLAY_NAMES = {"hnn": "HNN", "lstm": "LSTM", "adam": "Adam", "rmsprop": "RMSprop",
-                 "sgd": "SGD", "nag": "NAG", "adam-tuned": "Adam (tuned)",
-                 "rmsprop-tuned": "RMSprop (tuned)", "sgd-tuned": "SGD (tuned)",
-                 "nag-tuned": "NAG (tuned)"}
+                 "sgd": "SGD", "nag": "NAG"}
+DISPLAY_NAMES.update({TUNED.format(b): f"{DISPLAY_NAMES[b]} (tuned)"
+                      for b in PAPER_BASELINE_NAMES})
 
 
 @functools.cache

@@ -40,7 +40,7 @@ from ..optimizers.base import Optimizer
 from ..registry import Spec, as_spec, build
 from ..reporting.results import as_losses, losses_record, provenance
 from ..seeding import make_generator, resolve_device
-from ..tasks.base import build_task
+from ..tasks.base import Task, build_task
 from .folder import FORMAT
 from .paper import paper_sweep
 from .plan import Plan, make_plan
@@ -70,9 +70,8 @@ class Runner:
             self.tasks[t.label] = self.train_task if same else build_task(t.task, steps,
                                                                           **context)
         # targets watched during meta-training, on problems of the training task's pool
-        pool = {"pool": sweep.train["pool"]} if "pool" in sweep.train else {}
-        self.monitors = {t.label: build_task({**as_spec(t.task), **pool}, steps, **context)
-                         for t in sweep.targets if t.label in sweep.monitor}
+        self.monitors = {t.label: self.on_training_pool(t) for t in sweep.targets
+                         if t.label in sweep.monitor}
         self.notes = sorted({n for task in [self.train_task, *self.tasks.values()]
                              if (n := getattr(task, "data_note", None))})
         # every method and seed runs on the same test problems of each target
@@ -120,15 +119,21 @@ class Runner:
         return {"kind": "baseline", "spec": specs, "params": None, "nfe": None,
                 "targets": targets, **({"tuning": tuning} if tuning else {})}
 
+    def on_training_pool(self, target: Target) -> Task:
+        """``target``'s task drawing its problems from the training task's pool, where the
+        training task has one (the validation of watched targets, the tuning problems)."""
+        train = self.plan.sweep.train
+        pool = {"pool": train["pool"]} if "pool" in train else {}
+        return build_task({**as_spec(target.task), **pool}, self.plan.sizes["steps"],
+                          data_root=self.data_root, device=self.device)
+
     def tune(self, target: Target, spec: Spec) -> dict:
         """The learning rate of the baseline ``spec`` (without one) on ``target``: every rate of
         the sweep's grid on the same tuning problems, drawn apart from the test problems (from
         the training task's pool where it has one), the lowest mean reported loss chosen
         (``meta.tuning.choose``)."""
         sweep, steps = self.plan.sweep, self.plan.sizes["steps"]
-        pool = {"pool": sweep.train["pool"]} if "pool" in sweep.train else {}
-        task = build_task({**as_spec(target.task), **pool}, steps, data_root=self.data_root,
-                          device=self.device)
+        task = self.on_training_pool(target)
         problems = task.sample(self.plan.tuning_problems,
                                make_generator(sweep.test_seed, f"tuning/{target.label}"),
                                self.device)
@@ -138,7 +143,7 @@ class Runner:
             losses = evaluate(build({**spec, "lr": lr}, "baseline"), task, problems, steps)
             trials[lr] = float(losses[:, index].double().mean())
         return {**choose(trials), "problems": self.plan.tuning_problems,
-                "pool": pool.get("pool")}
+                "pool": sweep.train.get("pool")}
 
     def run_learned(self, cell: Cell) -> dict:
         plan, folder = self.plan, self.folder

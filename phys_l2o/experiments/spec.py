@@ -35,7 +35,8 @@ followed by the evaluation of the best weights on every target, and one per base
 target's ``tuned`` baselines run again as ``NAME-tuned``: every learning rate of the sweep's
 ``tuning_grid`` (default ``meta.tuning.GRID``) on the budget's ``tuning_problems`` (default: its
 ``test_problems``) problems of their own, drawn apart from the test problems (from the training
-task's pool where it has one), and the best by mean final loss on the test problems.
+task's pool where it has one); the rate with the lowest mean final loss there is then evaluated
+on the test problems like every other method.
 ``load_sweep`` reads a file through ``compose.expand`` (includes, variant defaults, bases);
 ``plan`` fixes a budget and seeds, ``runner`` carries the cells out into a ``folder``.
 """
