@@ -114,6 +114,10 @@ def add_workers(p: argparse.ArgumentParser) -> None:
                    help="worker processes that run the cells side by side, each with --threads "
                         "threads (default: the cores divided by --threads in one process on "
                         "the CPU, else 1; 1: the cells one after another in this process)")
+    p.add_argument("--no-group", dest="group", action="store_false",
+                   help="meta-train every seed alone (default: the seeds of a variant that "
+                        "can run as one program are meta-trained together, with the records "
+                        "of separate cells)")
 
 
 def add_again(p: argparse.ArgumentParser, exists: str, resume: str | None) -> None:

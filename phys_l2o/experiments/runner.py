@@ -35,8 +35,10 @@ from tqdm.auto import tqdm
 from .. import parallel
 from ..meta import evaluate, save_checkpoint
 from ..meta.evaluate import check_memory, field_evaluations
+from ..meta.group import groupable, stack_problems
 from ..meta.tuning import choose
 from ..optimizers.base import Optimizer
+from ..optimizers.stacked import Stacked
 from ..registry import Spec, as_spec, build
 from ..reporting.results import as_losses, losses_record, provenance
 from ..seeding import make_generator, resolve_device
@@ -47,7 +49,10 @@ from .plan import Plan, make_plan
 from .protocols import reported_index
 from .report import write_reports
 from .spec import Cell, Sweep, SweepError, Target, load_sweep
-from .training import train_variant
+from .training import train_group, train_variant
+
+#: what one worker runs at a time: one cell, or seeds of one variant meta-trained as a group
+Job = tuple[Cell, ...]
 
 
 class Runner:
@@ -84,26 +89,40 @@ class Runner:
                                             make_generator(sweep.test_seed, "test"), device)
                          for label, task in self.tasks.items()}
 
-    def run(self, cell: Cell) -> dict:
+    def run(self, job: Job) -> list[dict]:
+        """The records of a job's cells: one cell, or the seeds of one variant meta-trained
+        as a group (``group_jobs``)."""
         start = time.perf_counter()
-        record = self.run_learned(cell) if cell.learned else self.run_baseline(cell)
-        # a resumed cell's time includes its meta-training in the processes before this one
-        earlier = record.pop("earlier_seconds", 0.0)
-        record.update(format=FORMAT, method=cell.method, seed=cell.seed,
-                      protocol=self.plan.protocol, reported_loss=self.plan.reported_loss,
-                      seconds=time.perf_counter() - start + earlier, device=str(self.device),
-                      threads=self.threads, versions=self.versions)
-        return record
+        records = self.run_learned(job) if job[0].learned else [self.run_baseline(job[0])]
+        share = (time.perf_counter() - start) / len(job)
+        for cell, record in zip(job, records):
+            # a resumed cell's time includes its meta-training in the processes before this one
+            earlier = record.pop("earlier_seconds", 0.0)
+            record.update(format=FORMAT, method=cell.method, seed=cell.seed,
+                          protocol=self.plan.protocol, reported_loss=self.plan.reported_loss,
+                          seconds=share + earlier, device=str(self.device),
+                          threads=self.threads, versions=self.versions)
+            if len(job) > 1:
+                record["group"] = {"seeds": [c.seed for c in job],
+                                   "seconds": share * len(job)}
+        return records
 
     def evaluate_all(self, optimizer: Optimizer, labels: list[str],
-                     scale: float | None = None) -> dict[str, dict]:
-        out = {}
+                     scale: float | None = None, members: int = 1) -> list[dict[str, dict]]:
+        """Each member's records of ``labels``' test problems: ``optimizer`` is one optimizer
+        (``members=1``) or a ``Stacked`` one, whose members run on copies of the problems."""
+        out: list[dict[str, dict]] = [{} for _ in range(members)]
         index = reported_index(self.plan.reported_loss)
         for label in labels:
             begin = time.perf_counter()
-            losses = evaluate(optimizer, self.tasks[label], self.problems[label],
+            problems = self.problems[label]
+            if members > 1:
+                problems = stack_problems([problems] * members)
+            losses = evaluate(optimizer, self.tasks[label], problems,
                               self.plan.sizes["steps"], scale=scale)
-            out[label] = {**losses_record(losses, index), "seconds": time.perf_counter() - begin}
+            seconds = (time.perf_counter() - begin) / members
+            for member, part in zip(out, losses.chunk(members)):
+                member[label] = {**losses_record(part, index), "seconds": seconds}
         return out
 
     def run_baseline(self, cell: Cell) -> dict:
@@ -115,7 +134,7 @@ class Runner:
                 tuning[target.label] = self.tune(target, specs[target.label])
                 specs[target.label] = {**specs[target.label], "lr": tuning[target.label]["lr"]}
         for label, spec in specs.items():
-            targets.update(self.evaluate_all(build(spec, "baseline"), [label]))
+            targets.update(self.evaluate_all(build(spec, "baseline"), [label])[0])
         return {"kind": "baseline", "spec": specs, "params": None, "nfe": None,
                 "targets": targets, **({"tuning": tuning} if tuning else {})}
 
@@ -145,53 +164,73 @@ class Runner:
         return {**choose(trials), "problems": self.plan.tuning_problems,
                 "pool": sweep.train.get("pool")}
 
-    def run_learned(self, cell: Cell) -> dict:
+    def run_learned(self, job: Job) -> list[dict]:
+        """Meta-train a job's seeds of one variant (alone, or as one group), save each one's
+        checkpoint and evaluate them on every target; one record per cell."""
         plan, folder = self.plan, self.folder
-        variant = plan.sweep.variant(cell.method)
+        method = job[0].method
+        variant = plan.sweep.variant(method)
         spec, settings = plan.setup(variant)
         schedule = plan.schedule(variant)
-        state = folder.training_state(cell.method, cell.seed)
-        state.parent.mkdir(parents=True, exist_ok=True)
+        states = [folder.training_state(method, cell.seed) for cell in job]
+        states[0].parent.mkdir(parents=True, exist_ok=True)
         estimator = settings.get("estimator")
-        trained = train_variant(spec, self.train_task, schedule, seed=cell.seed,
-                                device=self.device, compile=self.compile, state_path=state,
-                                resume=state.is_file(), monitors=self.monitors,
+        if len(job) == 1:
+            one = train_variant(spec, self.train_task, schedule, seed=job[0].seed,
+                                device=self.device, compile=self.compile, state_path=states[0],
+                                resume=states[0].is_file(), monitors=self.monitors,
                                 estimator=estimator)
-        optimizer, result = trained.optimizer, trained.result
-        save_checkpoint(folder.checkpoint(cell.method, cell.seed), optimizer,
-                        **({} if estimator is None else {"estimator": estimator}),
-                        task=plan.sweep.train["type"], task_spec=plan.sweep.train,
-                        sweep=plan.sweep.name, budget=plan.budget, seed=cell.seed,
-                        schedule=schedule.to_dict(), best_epoch=result.best_epoch,
-                        best_validation=result.best_validation)
+            trained, evaluator = [one], one.evaluator
+        else:
+            trained, evaluator = train_group(spec, self.train_task, schedule,
+                                             seeds=[c.seed for c in job], device=self.device,
+                                             compile=self.compile, state_paths=states,
+                                             monitors=self.monitors)
+        for cell, member in zip(job, trained):
+            result = member.result
+            save_checkpoint(folder.checkpoint(method, cell.seed), member.optimizer,
+                            **({} if estimator is None else {"estimator": estimator}),
+                            task=plan.sweep.train["type"], task_spec=plan.sweep.train,
+                            sweep=plan.sweep.name, budget=plan.budget, seed=cell.seed,
+                            schedule=schedule.to_dict(), best_epoch=result.best_epoch,
+                            best_validation=result.best_validation)
         # evaluated with another out_mul than it was trained with, where the variant says so
         scale = settings.get("test_out_mul")
-        targets = self.evaluate_all(trained.evaluator, list(self.tasks), scale)
+        targets = self.evaluate_all(evaluator, list(self.tasks), scale, len(job))
         first = next(iter(self.tasks))
-        nfe = field_evaluations(optimizer, self.tasks[first], self.problems[first],
-                                plan.sizes["steps"])
-        watched = {}
-        for label, best in result.monitors.items():
+        watched: list[dict] = [{} for _ in job]
+        for label in self.monitors:
             # the oracle: the weights of the epoch that was best on this target's validation
-            optimizer.load_state_dict(best["state"])
-            targets[label]["oracle"] = {
-                **self.evaluate_all(trained.evaluator, [label], scale)[label],
-                "epoch": best["epoch"]}
-            watched[label] = {"best_epoch": best["epoch"], "best_validation": best["validation"],
-                              "validation": [h["monitors"][label] for h in result.history]}
-        state.unlink(missing_ok=True)
-        return {"kind": "learned", "earlier_seconds": trained.earlier_seconds,
+            for member in trained:
+                member.optimizer.load_state_dict(member.result.monitors[label]["state"])
+            oracles = self.evaluate_all(evaluator, [label], scale, len(job))
+            for member, oracle, target, mine in zip(trained, oracles, targets, watched):
+                best = member.result.monitors[label]
+                target[label]["oracle"] = {**oracle[label], "epoch": best["epoch"]}
+                mine[label] = {"best_epoch": best["epoch"],
+                               "best_validation": best["validation"],
+                               "validation": [h["monitors"][label]
+                                              for h in member.result.history]}
+        records = []
+        for member, target, mine, state in zip(trained, targets, watched, states):
+            result = member.result
+            member.optimizer.load_state_dict(result.best_state)
+            state.unlink(missing_ok=True)
+            records.append({
+                "kind": "learned", "earlier_seconds": member.earlier_seconds,
                 "spec": spec, "schedule": schedule.to_dict(),
-                "test_out_mul": scale, "compiled": trained.compiled,
-                "params": optimizer.num_params(),
-                "nfe": nfe,
-                "targets": targets,
+                "test_out_mul": scale, "compiled": member.compiled,
+                "params": member.optimizer.num_params(),
+                "nfe": field_evaluations(member.optimizer, self.tasks[first],
+                                         self.problems[first], plan.sizes["steps"]),
+                "targets": target,
                 "meta_training": {"seconds": result.seconds, "best_epoch": result.best_epoch,
                                   "best_validation": result.best_validation,
                                   "validation": [h["validation"] for h in result.history],
-                                  "monitors": watched,
+                                  "monitors": mine,
                                   "skipped_updates": result.skipped_updates,
-                                  "diverged": trained.diverged is not None}}
+                                  "diverged": member.diverged is not None}})
+        return records
 
 
 def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
@@ -202,7 +241,8 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
               progress: bool = True, command: str | None = None,
               protocol: str = "corrected",
               max_seeds: Mapping[str, int] | None = None,
-              workers: int | None = None, timeout: float | None = None) -> dict | None:
+              workers: int | None = None, timeout: float | None = None,
+              group: bool = True) -> dict | None:
     """Run a sweep (a ``Sweep`` or a sweep file) into ``out`` and write its reports.
 
     Finished cells already in ``out`` (of the same sweep and budget) are reused; a cell that
@@ -226,6 +266,8 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
             ``default_workers``); 1 runs them one after another in this process.
         timeout: under torchrun, minutes a rank waits for another that gives no sign of life
             before it raises ``parallel.RankTimeout`` (default ``parallel.DEFAULT_TIMEOUT``).
+        group: meta-train the seeds of a variant as one program where they can
+            (``group_jobs``); ``False``: every cell alone.
 
     Returns:
         The report (``results.json``'s contents) on rank 0, ``None`` on other ranks.
@@ -248,7 +290,7 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
     with parallel.thread_policy(threads) as count:
         return _run(plan, count, device=device, data_root=data_root, compile=compile,
                     overwrite=overwrite, progress=progress, command=command, workers=workers,
-                    timeout=wait)
+                    timeout=wait, group=group)
 
 
 def reproduce(task: str, budget: str = "smoke", *, out: str | os.PathLike, seed: int = 0,
@@ -288,6 +330,42 @@ def longest_first(plan: Plan, cells: Sequence[Cell]) -> list[Cell]:
     return sorted(cells, key=lambda c: -expected_cost(plan, c))
 
 
+def can_group(plan: Plan, method: str, train_task: Task) -> bool:
+    """Whether the seeds of variant ``method`` can be meta-trained as one group: truncated
+    backpropagation (no estimator), a task whose trajectories all run the same steps
+    (``meta.group.groupable``) and an optimizer whose step ``vmap`` runs
+    (``Stacked.vectorizable``)."""
+    variant = plan.sweep.variant(method)
+    spec, settings = plan.setup(variant)
+    return (settings.get("estimator") is None and groupable(train_task)
+            and Stacked.vectorizable(build(spec, "optimizer")))
+
+
+def group_jobs(plan: Plan, cells: Sequence[Cell], workers: int, train_task: Task | None
+               ) -> list[Job]:
+    """The jobs of ``cells`` (ordered longest first): the learned cells of a variant that
+    ``can_group`` become groups of seeds, split so that every one of ``workers`` has a job
+    where there are enough seeds; every other cell is a job of its own. ``train_task`` is
+    ``None`` for no groups."""
+    singles = [(c,) for c in cells if train_task is None or not c.learned]
+    by_method: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if train_task is not None and cell.learned:
+            by_method.setdefault(cell.method, []).append(cell)
+    grouped = [m for m, mine in by_method.items()
+               if len(mine) > 1 and can_group(plan, m, train_task)]
+    parts = max(1, -(-workers // max(1, len(grouped))))
+    jobs: list[Job] = []
+    for method, mine in by_method.items():
+        if method not in grouped:
+            jobs += [(c,) for c in mine]
+            continue
+        count = min(parts, len(mine))
+        jobs += [tuple(mine[k::count]) for k in range(count)]
+    jobs += singles
+    return sorted(jobs, key=lambda job: -sum(expected_cost(plan, c) for c in job))
+
+
 #: a worker process's runner (``_start_worker`` builds it once per process).
 _WORKER: Runner | None = None
 
@@ -300,20 +378,21 @@ def _start_worker(plan: Plan, options: dict, parent: int) -> None:
     _WORKER = Runner(plan, **options)
 
 
-def _run_in_worker(cell: Cell) -> dict:
+def _run_in_worker(job: Job) -> list[dict]:
     try:
-        return _WORKER.run(cell)
+        return _WORKER.run(job)
     except Exception as error:  # an error that cannot cross processes comes as its text
         try:
             pickle.loads(pickle.dumps(error))
         except Exception:
-            raise RuntimeError(f"{cell}: {type(error).__name__}: {error}") from None
+            raise RuntimeError(f"{', '.join(map(str, job))}: {type(error).__name__}: "
+                               f"{error}") from None
         raise
 
 
-def run_cells(plan: Plan, cells: Sequence[Cell], workers: int, options: dict,
+def run_cells(plan: Plan, jobs: Sequence[Job], workers: int, options: dict,
               runner: Runner | None = None) -> Iterator[tuple[Cell, dict]]:
-    """Run ``cells``, yielding ``(cell, record)`` as each finishes: one after another with
+    """Run ``jobs``, yielding ``(cell, record)`` as each job finishes: one after another with
     ``runner`` (``Runner(plan, **options)`` if not given) for one worker, else in ``workers``
     spawned processes of ``options["threads"]`` threads, each with its own runner.
 
@@ -322,15 +401,15 @@ def run_cells(plan: Plan, cells: Sequence[Cell], workers: int, options: dict,
     ``KeyboardInterrupt`` reaches the caller once the workers have stopped."""
     if workers <= 1:
         runner = runner or Runner(plan, **options)
-        for cell in cells:
-            yield cell, runner.run(cell)
+        for job in jobs:
+            yield from zip(job, runner.run(job))
         return
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(plan, options, os.getpid()))
     try:
-        futures = {pool.submit(_run_in_worker, cell): cell for cell in cells}
+        futures = {pool.submit(_run_in_worker, job): job for job in jobs}
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            yield from zip(futures[future], future.result())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -376,7 +455,8 @@ def check_builds(plan: Plan, data_root: str | None) -> None:
 
 def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progress,
          command, workers: int | None = None,
-         timeout: datetime.timedelta = parallel.DEFAULT_TIMEOUT) -> dict | None:
+         timeout: datetime.timedelta = parallel.DEFAULT_TIMEOUT, group: bool = True
+         ) -> dict | None:
     sweep, folder = plan.sweep, plan.folder
     check_builds(plan, data_root)
     if compile:
@@ -407,9 +487,14 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         if mode == "update" and ranks.local_rank == 0:
             drop_stale_states(plan, todo)
         parallel.barrier(ranks)  # every rank has read the same finished cells
-        mine = [c for i, c in enumerate(todo) if ranks.mine(i)]
         if workers is None:
-            workers = default_workers(len(mine), device, count, ranks.world)
+            workers = default_workers(-(-len(todo) // ranks.world), device, count,
+                                      ranks.world)
+        train_task = (build_task(sweep.train, plan.sizes["steps"], data_root=data_root,
+                                 device=torch.device("cpu"))
+                      if group and any(c.learned for c in todo) else None)
+        jobs = group_jobs(plan, todo, workers * ranks.world, train_task)
+        mine = [job for i, job in enumerate(jobs) if ranks.mine(i)]
         workers = max(1, min(workers, len(mine)))
         info = provenance(command)
         versions = {k: info[k] for k in ("version", "commit", "dirty", "source", "torch")}
@@ -420,9 +505,10 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         if ranks.main:
             for note in runner.notes:
                 print(f"note: {note}")
-            print(summary_line(plan, cells, reused, len(todo), ranks.world, count, workers))
+            print(summary_line(plan, cells, reused, len(todo), ranks.world, count, workers,
+                               sum(len(job) > 1 for job in jobs)))
         desc = sweep.name if ranks.world == 1 else f"{sweep.name} (rank 0 of {ranks.world})"
-        bar = tqdm(total=reused + len(mine), initial=reused, unit="cell", desc=desc,
+        bar = tqdm(total=reused + sum(map(len, mine)), initial=reused, unit="cell", desc=desc,
                    disable=not (progress and ranks.main), dynamic_ncols=True)
         fresh = {}
         try:
@@ -500,7 +586,7 @@ def plural(count: int, word: str) -> str:
 
 
 def summary_line(plan: Plan, cells: list[Cell], reused: int, todo: int, world: int,
-                 threads: int, workers: int = 1) -> str:
+                 threads: int, workers: int = 1, groups: int = 0) -> str:
     """What a run is about to do, in one line."""
     sweep = plan.sweep
     processes = world * workers
@@ -509,10 +595,12 @@ def summary_line(plan: Plan, cells: list[Cell], reused: int, todo: int, world: i
              if not plan.max_seeds else ", ".join(
                  f"{v.name} x {plural(sum(c.method == v.name for c in cells), 'seed')}"
                  for v in sweep.variants))
+    together = f" ({plural(groups, 'group')} of seeds meta-trained together)" if groups else ""
     return (f"sweep {sweep.name!r}, budget {plan.budget!r}, protocol {plan.protocol!r}: "
             f"{len(cells)} cells ({seeds}, {plural(len(sweep.baselines()), 'baseline')}); "
-            f"{reused} finished cells reused, {todo} to run{where}; {threads} thread(s) per "
-            "process")
+            f"{reused} finished cells reused, {todo} to run{where}"
+            f"{together}"
+            f"; {threads} thread(s) per process")
 
 
 def log_line(cell: Cell, record: dict) -> str:

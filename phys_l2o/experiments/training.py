@@ -14,7 +14,9 @@ from typing import Any
 import torch
 
 from ..meta import MetaTrainingDiverged, Schedule, TrainResult, meta_train
+from ..meta.group import meta_train_group
 from ..optimizers.base import CompiledOptimizer, LearnedOptimizer, compile_available
+from ..optimizers.stacked import Stacked
 from ..registry import Spec, build
 from ..seeding import derive_seed
 from ..tasks.base import Task
@@ -99,3 +101,35 @@ def train_variant(spec: Spec, task: Task, schedule: Schedule, *, seed: int,
         result, diverged = error.result, error
     earlier = max(0.0, result.seconds - (time.perf_counter() - began))
     return Trained(optimizer, evaluator, result, compiled, diverged, earlier)
+
+
+def train_group(spec: Spec, task: Task, schedule: Schedule, *, seeds: list[int],
+                device: torch.device | str = "cpu", compile: bool | None = None,
+                state_paths: list[str | os.PathLike] | None = None,
+                monitors: Mapping[str, Task] | None = None
+                ) -> tuple[list[Trained], Stacked | CompiledOptimizer]:
+    """Meta-train fresh optimizers of ``spec``, one per seed, as one group
+    (``meta.group.meta_train_group``): each member's weights and result are those of
+    ``train_variant`` with its seed, up to float rounding. A member with a training state at
+    its path resumes from it.
+
+    Returns:
+        Each member's ``Trained``, and what to evaluate the members with: their ``Stacked``
+        optimizer (compiled when the members were).
+    """
+    optimizers = [build_seeded(spec, seed, f"init-{spec['type']}") for seed in seeds]
+    compiled = use_compile(compile, optimizers[0], schedule)
+    if compiled:
+        torch._dynamo.reset()
+    began = time.perf_counter()
+    outcomes = meta_train_group(optimizers, task, schedule, seeds=seeds, device=device,
+                                state_paths=state_paths, resume=True, monitors=monitors,
+                                compile=compiled)
+    trained = []
+    for optimizer, outcome in zip(optimizers, outcomes):
+        diverged = outcome if isinstance(outcome, MetaTrainingDiverged) else None
+        result = outcome.result if diverged is not None else outcome
+        earlier = max(0.0, result.seconds - (time.perf_counter() - began))
+        trained.append(Trained(optimizer, optimizer, result, compiled, diverged, earlier))
+    stacked = Stacked(optimizers)
+    return trained, (stacked.compiled() if compiled else stacked)

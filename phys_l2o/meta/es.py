@@ -28,13 +28,14 @@ composition is a value: ``build({"type": "pes", "unroll": 10, "population": 8})`
 ``spec_of(estimator)`` gives its spec back, and its options are fixed once it is built.
 
 **One batched program** (``Population``). The problems are replicated once per member along
-the batch axis (one task call per step for the whole population) and the optimizer's ``step``
-runs with per-member weights through ``torch.func.functional_call`` under ``torch.func.vmap``
-over the member axis (the LSTM's written-out ``autograd.Function`` has a generated ``vmap``
-rule). An optimizer whose step ``vmap`` cannot run (a custom ``autograd.Function`` without
-``setup_context``; in-place writes into fresh tensors) is stepped member by member instead,
-with a warning: same values, one step call per member. The step is always the module's own,
-eager (a ``compiled()`` wrapper's compiled code is not used).
+the batch axis (one task call per step for the whole population) and the members step as one
+``phys_l2o.optimizers.Stacked`` optimizer with their weights: ``torch.func.functional_call``
+under ``torch.func.vmap`` over the member axis (the LSTM's written-out ``autograd.Function``
+has a generated ``vmap`` rule). An optimizer whose step ``vmap`` cannot run (a custom
+``autograd.Function`` without ``setup_context``; in-place writes into fresh tensors) is
+stepped member by member instead, with a warning: same values, one step call per member. The
+step is always the module's own, eager (a ``compiled()`` wrapper's compiled code is not
+used).
 
 Everything runs under ``torch.no_grad()``. The noise is drawn on the CPU from the training
 state's generator (the one the problems are sampled from, seeded by the meta-training's seed
@@ -48,16 +49,12 @@ are not sharded across ranks.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
-from typing import Any
-
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 
 from ..checks import positive_int, positive_number
 from ..optimizers.base import CompiledOptimizer, Optimizer, apply_update, step_scale
+from ..optimizers.stacked import Stacked
 from ..registry import register
 from ..tasks.base import Problems, Task
 from .estimators import GradientEstimator, MetaStep
@@ -67,49 +64,6 @@ __all__ = ["EvolutionStrategies", "LOG_RATIO_LIMIT", "PES", "Population"]
 
 #: the bound of a ``log-ratio`` term, and the penalty of a non-finite one.
 LOG_RATIO_LIMIT = 100.0
-
-_SLOT = object()  # where a tensor of a state was taken out
-
-
-def _split(value: Any, tensors: list[Tensor]) -> Any:
-    """``value`` (a state: tensors in named tuples, tuples, lists, dicts) with each tensor
-    moved to ``tensors`` and replaced by a slot."""
-    if isinstance(value, Tensor):
-        tensors.append(value)
-        return _SLOT
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(_split(v, tensors) for v in value))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_split(v, tensors) for v in value)
-    if isinstance(value, dict):
-        return {k: _split(v, tensors) for k, v in value.items()}
-    return value
-
-
-def _fill(skeleton: Any, tensors: Any) -> Any:
-    """The inverse of ``_split``: the slots of ``skeleton`` filled from the iterator
-    ``tensors``."""
-    if skeleton is _SLOT:
-        return next(tensors)
-    if isinstance(skeleton, tuple) and hasattr(skeleton, "_fields"):
-        return type(skeleton)(*(_fill(v, tensors) for v in skeleton))
-    if isinstance(skeleton, (tuple, list)):
-        return type(skeleton)(_fill(v, tensors) for v in skeleton)
-    if isinstance(skeleton, dict):
-        return {k: _fill(v, tensors) for k, v in skeleton.items()}
-    return skeleton
-
-
-class _Step(nn.Module):
-    """An optimizer's ``step`` as the ``forward`` that ``functional_call`` runs."""
-
-    def __init__(self, optimizer: nn.Module) -> None:
-        super().__init__()
-        self.inner = optimizer
-
-    def forward(self, params: Tensor, grad: Tensor, state: Any) -> tuple[Tensor, Any]:
-        return self.inner.step(params, grad, state)
-
 
 def learned_module(optimizer: Optimizer) -> nn.Module:
     """The learned optimizer itself (the module of a ``compiled()`` wrapper)."""
@@ -158,7 +112,8 @@ def check_options(population: int, sigma: float,
 
 class Population:
     """``members`` copies of a learned optimizer, each with its own weights, optimizee
-    parameters and state, optimizing the same problems as one batched program.
+    parameters and state, optimizing the same problems as one batched program (a ``Stacked``
+    optimizer with the members' weights).
 
     Args:
         optimizer: the learned optimizer (or its compiled wrapper; its module is used).
@@ -175,21 +130,24 @@ class Population:
                  objective: str | None = None, vectorize: bool | None = None) -> None:
         objective = check_objective(objective)
         self.module = learned_module(optimizer)
-        self.stepper, self.scale = _Step(self.module), step_scale(self.module)
+        self.scale = step_scale(self.module)
         self.task, self.members = task, positive_int("members", members)
         self.objective, self.vectorize = objective, vectorize
+        self.named = trainable(self.module)
         with torch.no_grad():
             params = task.init_params(problems)
             self.batch, self.step_index = params.shape[0], 0
             loss, grad = task.loss_and_grad(params, problems, 0)
-            tensors: list[Tensor] = []
-            self.skeleton = _split(self.module.init_state(params, task.segments), tensors)
-            self.next_skeleton = self.skeleton
-            self.state, self.batched = tensors, False    # shared by the members until a step
             self.problems = {k: v.repeat(members, *[1] * (v.dim() - 1))
                              for k, v in problems.items()}
             self.params, self.grad = params.repeat(members, 1), grad.repeat(members, 1)
+            self.state = self._stack({name: p.detach().expand(members, *p.shape)
+                                      for name, p in self.named}).init_state(
+                self.params, task.segments)
             self.initial_loss = loss.detach().view(1, -1)
+
+    def _stack(self, weights: dict[str, Tensor]) -> Stacked:
+        return Stacked.with_weights(self.module, weights, vectorize=self.vectorize)
 
     def run(self, weights: Tensor, stop: int) -> Tensor:
         """Step every member to step ``stop`` with the weights ``weights`` ``(members, dims)``
@@ -198,19 +156,19 @@ class Population:
         Returns:
             Each member's objective over the steps run ``(members,)``.
         """
-        if weights.shape != (self.members, sum(p.numel() for _, p in trainable(self.module))):
+        if weights.shape != (self.members, sum(p.numel() for _, p in self.named)):
             raise ValueError(f"weights must be (members, dims), got {tuple(weights.shape)}")
         if stop <= self.step_index:
             raise ValueError(f"stop {stop} is not after the current step {self.step_index}")
-        named = trainable(self.module)
-        chunks = weights.split([p.numel() for _, p in named], dim=1)
-        stacked = {f"inner.{name}": chunk.reshape(self.members, *p.shape)
-                   for (name, p), chunk in zip(named, chunks)}
+        chunks = weights.split([p.numel() for _, p in self.named], dim=1)
+        stack = self._stack({name: chunk.reshape(self.members, *p.shape)
+                             for (name, p), chunk in zip(self.named, chunks)})
         total = weights.new_zeros(self.members)
         first = self.step_index
         with torch.no_grad():
             for t in range(first + 1, stop + 1):
-                update = self._step(stacked)
+                update, self.state = stack.step(self.params, self.grad, self.state)
+                self.vectorize = stack.vectorize  # a fallback holds for the later runs
                 self.params = apply_update(self.params, update, self.scale)
                 loss, self.grad = self.task.loss_and_grad(self.params, self.problems, t)
                 total += self._terms(loss.detach().view(self.members, self.batch)).mean(1)
@@ -223,55 +181,6 @@ class Population:
         ratio = torch.log(loss / self.initial_loss)
         limit = LOG_RATIO_LIMIT
         return torch.nan_to_num(ratio, nan=limit, posinf=limit, neginf=-limit).clamp(-limit, limit)
-
-    def _step(self, weights: dict[str, Tensor]) -> Tensor:
-        """Every member's update ``(members * batch, coords)``; moves the states on."""
-        params = self.params.reshape(self.members, self.batch, -1)
-        grad = self.grad.reshape(self.members, self.batch, -1)
-        if self.vectorize is not False:
-            try:
-                update, self.state = self._vmapped(weights, params, grad)
-                self.batched = True
-                return update.reshape(self.params.shape)
-            except (RuntimeError, NotImplementedError) as error:
-                if self.vectorize:
-                    raise
-                warnings.warn(f"vmap cannot run the step of {type(self.module).__name__} "
-                              f"({str(error).splitlines()[0]}); stepping the population "
-                              "member by member", RuntimeWarning, stacklevel=3)
-                self.vectorize = False
-        update, self.state = self._looped(weights, params, grad)
-        self.batched = True
-        return update.reshape(self.params.shape)
-
-    def _one(self, weights: dict[str, Tensor], params: Tensor, grad: Tensor,
-             tensors: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """One member's step: the update and the tensors of its next state."""
-        state = _fill(self.skeleton, iter(tensors))
-        update, state = functional_call(self.stepper, weights, (params, grad, state))
-        out: list[Tensor] = []
-        self.next_skeleton = _split(state, out)
-        return update, out
-
-    def _vmapped(self, weights: dict[str, Tensor], params: Tensor,
-                 grad: Tensor) -> tuple[Tensor, list[Tensor]]:
-        dims = [0 if self.batched else None] * len(self.state)
-        update, state = vmap(self._one, in_dims=(0, 0, 0, dims))(weights, params, grad,
-                                                                 self.state)
-        self.skeleton = self.next_skeleton
-        return update, state
-
-    def _looped(self, weights: dict[str, Tensor], params: Tensor,
-                grad: Tensor) -> tuple[Tensor, list[Tensor]]:
-        updates, states = [], []
-        for m in range(self.members):
-            mine = [t[m] if self.batched else t for t in self.state]
-            update, state = self._one({k: w[m] for k, w in weights.items()}, params[m],
-                                      grad[m], mine)
-            updates.append(update)
-            states.append(state)
-        self.skeleton = self.next_skeleton
-        return torch.stack(updates), [torch.stack(ts) for ts in zip(*states)]
 
 
 @register("estimator", "es")

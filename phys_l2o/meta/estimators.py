@@ -132,7 +132,7 @@ class TruncatedBPTT(GradientEstimator):
 def truncated_rollout(optimizer: Optimizer, task: Task, problems: Problems, steps: int,
                       unroll: int, meta_step: Callable[[Tensor], bool], *,
                       window: str = "after", scale: float | None = None,
-                      objective: str | None = None) -> Tensor:
+                      objective: str | None = None, members: int = 1) -> Tensor:
     """Run ``steps`` steps, handing each truncation's meta-loss to ``meta_step``.
 
     Each truncation of ``unroll`` steps (the last may be shorter) sums, over its steps, the
@@ -140,6 +140,10 @@ def truncated_rollout(optimizer: Optimizer, task: Task, problems: Problems, step
     ``log(loss / initial loss)``, the initial loss a constant), hands it to ``meta_step``
     with its graph, then detaches parameters and optimizer state. ``meta_step`` returns
     ``False`` to stop the run early (a diverged meta-loss).
+
+    With ``members > 1`` (a ``Stacked`` optimizer, whose member ``m`` optimizes the ``m``-th
+    block of the problems) the meta-loss is a vector ``(members,)``: each member's own, the
+    mean over its block.
 
     Returns:
         The detached losses ``(batch, steps)`` reached: ``F(theta_1) ... F(theta_t)``.
@@ -164,7 +168,7 @@ def truncated_rollout(optimizer: Optimizer, task: Task, problems: Problems, step
         term = loss if window == "after" else before
         if initial is not None:
             term = log_ratio(term, initial)
-        term = term.mean()
+        term = term.mean() if members == 1 else term.view(members, -1).mean(1)
         total = term if total is None else total + term
         if t % unroll == 0 or t == steps:
             if not meta_step(total):

@@ -122,6 +122,9 @@ class MetaTrainer:
         self.validation = [self.validation_set(t, "validation" if k == 0 else
                                                f"validation-{k}")
                            for k, t in enumerate(task.components())]
+        #: validation losses already computed, by the ``id`` of their problems: a group of
+        #: optimizers (``meta.group``) validates all its members' problems at once
+        self.known: dict[int, float] = {}
         for callback in self.callbacks:
             callback.setup(self)
 
@@ -135,7 +138,9 @@ class MetaTrainer:
 
     def validate(self, task: Task, problems: Problems) -> float:
         """``validation_loss`` of the current weights on ``problems`` of ``task`` (the
-        schedule's objective)."""
+        schedule's objective), or the value ``known`` for these problems."""
+        if id(problems) in self.known:
+            return self.known.pop(id(problems))
         return validation_loss(self.runner, task, problems, self.schedule.steps, self.ranks,
                                self.schedule.objective)
 
@@ -166,6 +171,10 @@ class MetaTrainer:
             self.estimator.trajectory(self.runner, task, problems, steps, meta_step)
             for callback in self.callbacks:
                 callback.on_trajectory(self, state)
+        return self.end_epoch(state)
+
+    def end_epoch(self, state: TrainState) -> TrainState:
+        """Validate the weights of the epoch just trained, record it and tell the callbacks."""
         record = self._validated(state, state.epoch + 1)
         record["seconds"] = state.seconds()
         state.result.history.append(record)

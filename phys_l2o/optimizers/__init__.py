@@ -38,6 +38,7 @@ from .parameter_state import (
     parameter_field,
 )
 from .preprocessing import GradientPreprocessing, NoPreprocessing
+from .stacked import Stacked, StackedState
 
 __all__ = [
     "HNN",
@@ -59,6 +60,8 @@ __all__ = [
     "ParameterStateOptimizer",
     "RMSpropBaseline",
     "SGDBaseline",
+    "Stacked",
+    "StackedState",
     "Segments",
     "TorchOptimizer",
     "advance",
