@@ -21,7 +21,7 @@ and the kernel's share to about 2%, at the price of a larger resident size (2.2-
 of 1.9 GB for that run).
 
 **Workers.** The sweep runner runs the cells of a run side by side in worker processes of one
-thread each (``experiments.runner.run_cells``), as many as the cores allow, so that a run of
+thread each (``experiments.engines.run_local``), as many as the cores allow, so that a run of
 one process leaves no core idle; each worker dies with the process that started it
 (``die_with_parent``).
 

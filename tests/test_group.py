@@ -12,11 +12,14 @@ import torch
 
 from phys_l2o import build
 from phys_l2o.experiments.runner import run_sweep
+from phys_l2o.experiments.spec import SweepError
 from phys_l2o.experiments.training import build_seeded
 from phys_l2o.meta import Schedule, evaluate, meta_train
+from phys_l2o.meta.estimators import truncated_rollout
 from phys_l2o.meta.group import GroupMetaStep, meta_train_group, stack_problems
 from phys_l2o.meta.state import TrainState, untrained_result
 from phys_l2o.optimizers import Stacked
+from phys_l2o.optimizers.base import compile_available
 from phys_l2o.tasks import QuadraticTask
 
 SPECS = {"hnn": {"type": "hnn"}, "lstm": {"type": "lstm", "out_mul": 0.1},
@@ -38,6 +41,22 @@ def test_a_stack_steps_each_member_as_it_steps_alone(name):
         torch.testing.assert_close(together[4 * m:4 * m + 4], alone, rtol=1e-5, atol=1e-6)
     # members really differ: the same problems give other losses
     assert not torch.allclose(together[:4], together[4:8])
+
+
+@pytest.mark.skipif(not compile_available(), reason="torch.compile needs a C++ compiler")
+def test_a_compiled_stack_steps_and_trains_as_the_eager_one():
+    task = QuadraticTask()
+    problems = stack_problems([task.sample(2, torch.Generator().manual_seed(0))] * 3)
+    eager, compiled = Stacked(members(SPECS["hnn"])), Stacked(members(SPECS["hnn"]))
+    runner = compiled.compiled()
+    torch.testing.assert_close(evaluate(runner, task, problems, 12),
+                               evaluate(eager, task, problems, 12), rtol=1e-5, atol=1e-6)
+    for stack, run in ((eager, eager), (compiled, runner)):  # one truncation, one meta-step
+        meta = torch.optim.Adam(stack.parameters(), lr=0.01)
+        truncated_rollout(run, task, problems, 8, 4, lambda loss, meta=meta: (
+            meta.zero_grad(), loss.sum().backward(), meta.step()) and True, members=3)
+    for a, b in zip(eager.parameters(), compiled.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_a_stack_refuses_what_it_cannot_run():
@@ -146,3 +165,28 @@ def test_a_grouped_sweep_writes_the_records_of_separate_cells(tmp_path, capsys):
     assert record["meta_training"]["validation"] == pytest.approx(
         separate["meta_training"]["validation"], rel=1e-4)
     assert grouped["targets"].keys() == alone["targets"].keys()
+
+
+def test_the_ray_engine_writes_the_records_of_the_local_engine(tmp_path, capsys):
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
+    from test_sweep import TINY, finals, finals_only
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    local = run_sweep(path, out=tmp_path / "local", device="cpu", progress=False, workers=1)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    try:
+        report = run_sweep(path, out=tmp_path / "ray", device="cpu", progress=False,
+                           engine="ray")
+        assert report["engine"] == "ray" and local["engine"] == "local"
+        assert finals_only(finals(tmp_path / "ray")) == finals_only(finals(tmp_path / "local"))
+        # the same call resumes from the folder: nothing runs again
+        again = run_sweep(path, out=tmp_path / "ray", device="cpu", progress=False,
+                          engine="ray")
+        assert again["reused_cells"] == 6
+    finally:
+        ray.shutdown()
+    with pytest.raises(SweepError, match="engine must be one of"):
+        run_sweep(path, out=tmp_path / "bad", engine="slurm")
+    with pytest.raises(SweepError, match="with engine 'ray'"):
+        run_sweep(path, out=tmp_path / "bad", address="auto")

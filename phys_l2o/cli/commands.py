@@ -97,7 +97,8 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         overwrite=args.overwrite, progress=not args.no_progress,
         command="phys-l2o " + shlex.join(argv), protocol=args.protocol,
         max_seeds=dict(args.max_seeds), workers=args.workers, timeout=args.timeout,
-        group=args.group))
+        group=args.group,
+        engine=args.engine, address=args.address))
 
 
 def default_out(name: str, protocol: str) -> Path:
@@ -115,7 +116,8 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         data_root=args.data_root, compile=args.compile, threads=args.threads,
         command="phys-l2o " + shlex.join(argv), overwrite=args.overwrite,
         protocol=args.protocol, max_seeds=dict(args.max_seeds), workers=args.workers,
-        timeout=args.timeout, group=args.group))
+        timeout=args.timeout, group=args.group,
+        engine=args.engine, address=args.address))
 
 
 def run_and_report(args: argparse.Namespace, argv: list[str], run) -> int:

@@ -114,6 +114,13 @@ def add_workers(p: argparse.ArgumentParser) -> None:
                    help="worker processes that run the cells side by side, each with --threads "
                         "threads (default: the cores divided by --threads in one process on "
                         "the CPU, else 1; 1: the cells one after another in this process)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="what runs the jobs: local worker processes (default), or Ray tasks "
+                        "scheduled on this machine or a Ray cluster (pip install -e \".[ray]\")")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: the Ray cluster to join (auto, HOST:PORT); default: "
+                        "$RAY_ADDRESS, else Ray started on this machine with --workers jobs "
+                        "at once")
     p.add_argument("--no-group", dest="group", action="store_false",
                    help="meta-train every seed alone (default: the seeds of a variant that "
                         "can run as one program are meta-trained together, with the records "

@@ -7,25 +7,26 @@ trains, its training state (see ``experiments.folder``). Running the same sweep 
 ``out`` again resumes: finished cells are read back, a cell that was meta-training goes on from
 its last epoch.
 
-The cells to run are ordered longest-expected first (``longest_first``: meta-training before
-evaluation, the most optimizee steps first), so that a long cell never runs alone at the end.
-Under ``torchrun`` they are dealt to the ranks round-robin in that order and rank 0 gathers the
-records and writes the reports (``experiments.report``). Each process runs its cells with
-``workers`` worker processes of one thread each (``run_cells``): by default, in a run of one
-process on the CPU, as many as its cores allow, so that no core idles. A cell's record is the
-same whichever process runs it: its seeds are its own.
+The cells to run become *jobs* (``group_jobs``): the seeds of a learned variant that can run as
+one program are meta-trained together (``meta.group``; each still writes its own record), every
+other cell is a job of its own. Jobs are ordered longest-expected first (``expected_cost``:
+meta-training before evaluation, the most optimizee steps first), so that a long job never runs
+alone at the end, and handed to an engine (``experiments.engines``): ``local`` runs them here,
+in ``workers`` worker processes of one thread each (by default, in a run of one process on the
+CPU, as many as its cores allow), each taking the next job when it is free; ``ray`` submits
+each job as a Ray task, on this machine or a Ray cluster. Under ``torchrun`` the jobs are dealt
+to the ranks round-robin in that order and rank 0 gathers the records and writes the reports
+(``experiments.report``). A cell's record is the same whichever process runs it: its seeds are
+its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import multiprocessing
 import os
-import pickle
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,204 +34,18 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import parallel
-from ..meta import evaluate, save_checkpoint
-from ..meta.evaluate import check_memory, field_evaluations
-from ..meta.group import groupable, stack_problems
-from ..meta.tuning import choose
-from ..optimizers.base import Optimizer
+from ..meta.group import groupable
 from ..optimizers.stacked import Stacked
-from ..registry import Spec, as_spec, build
-from ..reporting.results import as_losses, losses_record, provenance
-from ..seeding import make_generator, resolve_device
+from ..registry import as_spec, build
+from ..reporting.results import as_losses, provenance
+from ..seeding import resolve_device
 from ..tasks.base import Task, build_task
-from .folder import FORMAT
+from .cells import Job, Runner
+from .engines import ENGINES, default_workers, run_local, run_ray
 from .paper import paper_sweep
 from .plan import Plan, make_plan
-from .protocols import reported_index
 from .report import write_reports
-from .spec import Cell, Sweep, SweepError, Target, load_sweep
-from .training import train_group, train_variant
-
-#: what one worker runs at a time: one cell, or seeds of one variant meta-trained as a group
-Job = tuple[Cell, ...]
-
-
-class Runner:
-    """Runs the cells of a plan in this process: builds the tasks and the shared test problems
-    once, then meta-trains and evaluates one cell at a time."""
-
-    def __init__(self, plan: Plan, *, device: torch.device, data_root: str | None = None,
-                 compile: bool | None = None, threads: int = 1,
-                 versions: dict | None = None) -> None:
-        self.plan, self.device, self.compile = plan, device, compile
-        self.folder = plan.folder
-        self.threads, self.versions = threads, versions or {}
-        sweep, steps = plan.sweep, plan.sizes["steps"]
-        self.data_root = data_root
-        context = {"data_root": data_root, "device": device}
-        self.train_task = build_task(sweep.train, steps, **context)
-        self.tasks = {}
-        for t in sweep.targets:
-            same = as_spec(t.task) == as_spec(sweep.train)
-            self.tasks[t.label] = self.train_task if same else build_task(t.task, steps,
-                                                                          **context)
-        # targets watched during meta-training, on problems of the training task's pool
-        self.monitors = {t.label: self.on_training_pool(t) for t in sweep.targets
-                         if t.label in sweep.monitor}
-        self.notes = sorted({n for task in [self.train_task, *self.tasks.values()]
-                             if (n := getattr(task, "data_note", None))})
-        # every method and seed runs on the same test problems of each target
-        if device.type == "cpu":
-            for label, task in self.tasks.items():
-                check_memory(task, plan.sizes["test_problems"],
-                             f"[targets.{label}]: {plan.sizes['test_problems']} test problems",
-                             "give the budget fewer test_problems")
-        self.problems = {label: task.sample(plan.sizes["test_problems"],
-                                            make_generator(sweep.test_seed, "test"), device)
-                         for label, task in self.tasks.items()}
-
-    def run(self, job: Job) -> list[dict]:
-        """The records of a job's cells: one cell, or the seeds of one variant meta-trained
-        as a group (``group_jobs``)."""
-        start = time.perf_counter()
-        records = self.run_learned(job) if job[0].learned else [self.run_baseline(job[0])]
-        share = (time.perf_counter() - start) / len(job)
-        for cell, record in zip(job, records):
-            # a resumed cell's time includes its meta-training in the processes before this one
-            earlier = record.pop("earlier_seconds", 0.0)
-            record.update(format=FORMAT, method=cell.method, seed=cell.seed,
-                          protocol=self.plan.protocol, reported_loss=self.plan.reported_loss,
-                          seconds=share + earlier, device=str(self.device),
-                          threads=self.threads, versions=self.versions)
-            if len(job) > 1:
-                record["group"] = {"seeds": [c.seed for c in job],
-                                   "seconds": share * len(job)}
-        return records
-
-    def evaluate_all(self, optimizer: Optimizer, labels: list[str],
-                     scale: float | None = None, members: int = 1) -> list[dict[str, dict]]:
-        """Each member's records of ``labels``' test problems: ``optimizer`` is one optimizer
-        (``members=1``) or a ``Stacked`` one, whose members run on copies of the problems."""
-        out: list[dict[str, dict]] = [{} for _ in range(members)]
-        index = reported_index(self.plan.reported_loss)
-        for label in labels:
-            begin = time.perf_counter()
-            problems = self.problems[label]
-            if members > 1:
-                problems = stack_problems([problems] * members)
-            losses = evaluate(optimizer, self.tasks[label], problems,
-                              self.plan.sizes["steps"], scale=scale)
-            seconds = (time.perf_counter() - begin) / members
-            for member, part in zip(out, losses.chunk(members)):
-                member[label] = {**losses_record(part, index), "seconds": seconds}
-        return out
-
-    def run_baseline(self, cell: Cell) -> dict:
-        specs = {t.label: spec for t in self.plan.sweep.targets
-                 if (spec := t.baseline(cell.method)) is not None}
-        targets, tuning = {}, {}
-        for target in self.plan.sweep.targets:
-            if cell.method in target.tuned:
-                tuning[target.label] = self.tune(target, specs[target.label])
-                specs[target.label] = {**specs[target.label], "lr": tuning[target.label]["lr"]}
-        for label, spec in specs.items():
-            targets.update(self.evaluate_all(build(spec, "baseline"), [label])[0])
-        return {"kind": "baseline", "spec": specs, "params": None, "nfe": None,
-                "targets": targets, **({"tuning": tuning} if tuning else {})}
-
-    def on_training_pool(self, target: Target) -> Task:
-        """``target``'s task drawing its problems from the training task's pool, where the
-        training task has one (the validation of watched targets, the tuning problems)."""
-        train = self.plan.sweep.train
-        pool = {"pool": train["pool"]} if "pool" in train else {}
-        return build_task({**as_spec(target.task), **pool}, self.plan.sizes["steps"],
-                          data_root=self.data_root, device=self.device)
-
-    def tune(self, target: Target, spec: Spec) -> dict:
-        """The learning rate of the baseline ``spec`` (without one) on ``target``: every rate of
-        the sweep's grid on the same tuning problems, drawn apart from the test problems (from
-        the training task's pool where it has one), the lowest mean reported loss chosen
-        (``meta.tuning.choose``)."""
-        sweep, steps = self.plan.sweep, self.plan.sizes["steps"]
-        task = self.on_training_pool(target)
-        problems = task.sample(self.plan.tuning_problems,
-                               make_generator(sweep.test_seed, f"tuning/{target.label}"),
-                               self.device)
-        index = reported_index(self.plan.reported_loss)
-        trials = {}
-        for lr in sweep.tuning_grid:
-            losses = evaluate(build({**spec, "lr": lr}, "baseline"), task, problems, steps)
-            trials[lr] = float(losses[:, index].double().mean())
-        return {**choose(trials), "problems": self.plan.tuning_problems,
-                "pool": sweep.train.get("pool")}
-
-    def run_learned(self, job: Job) -> list[dict]:
-        """Meta-train a job's seeds of one variant (alone, or as one group), save each one's
-        checkpoint and evaluate them on every target; one record per cell."""
-        plan, folder = self.plan, self.folder
-        method = job[0].method
-        variant = plan.sweep.variant(method)
-        spec, settings = plan.setup(variant)
-        schedule = plan.schedule(variant)
-        states = [folder.training_state(method, cell.seed) for cell in job]
-        states[0].parent.mkdir(parents=True, exist_ok=True)
-        estimator = settings.get("estimator")
-        if len(job) == 1:
-            one = train_variant(spec, self.train_task, schedule, seed=job[0].seed,
-                                device=self.device, compile=self.compile, state_path=states[0],
-                                resume=states[0].is_file(), monitors=self.monitors,
-                                estimator=estimator)
-            trained, evaluator = [one], one.evaluator
-        else:
-            trained, evaluator = train_group(spec, self.train_task, schedule,
-                                             seeds=[c.seed for c in job], device=self.device,
-                                             compile=self.compile, state_paths=states,
-                                             monitors=self.monitors)
-        for cell, member in zip(job, trained):
-            result = member.result
-            save_checkpoint(folder.checkpoint(method, cell.seed), member.optimizer,
-                            **({} if estimator is None else {"estimator": estimator}),
-                            task=plan.sweep.train["type"], task_spec=plan.sweep.train,
-                            sweep=plan.sweep.name, budget=plan.budget, seed=cell.seed,
-                            schedule=schedule.to_dict(), best_epoch=result.best_epoch,
-                            best_validation=result.best_validation)
-        # evaluated with another out_mul than it was trained with, where the variant says so
-        scale = settings.get("test_out_mul")
-        targets = self.evaluate_all(evaluator, list(self.tasks), scale, len(job))
-        first = next(iter(self.tasks))
-        watched: list[dict] = [{} for _ in job]
-        for label in self.monitors:
-            # the oracle: the weights of the epoch that was best on this target's validation
-            for member in trained:
-                member.optimizer.load_state_dict(member.result.monitors[label]["state"])
-            oracles = self.evaluate_all(evaluator, [label], scale, len(job))
-            for member, oracle, target, mine in zip(trained, oracles, targets, watched):
-                best = member.result.monitors[label]
-                target[label]["oracle"] = {**oracle[label], "epoch": best["epoch"]}
-                mine[label] = {"best_epoch": best["epoch"],
-                               "best_validation": best["validation"],
-                               "validation": [h["monitors"][label]
-                                              for h in member.result.history]}
-        records = []
-        for member, target, mine, state in zip(trained, targets, watched, states):
-            result = member.result
-            member.optimizer.load_state_dict(result.best_state)
-            state.unlink(missing_ok=True)
-            records.append({
-                "kind": "learned", "earlier_seconds": member.earlier_seconds,
-                "spec": spec, "schedule": schedule.to_dict(),
-                "test_out_mul": scale, "compiled": member.compiled,
-                "params": member.optimizer.num_params(),
-                "nfe": field_evaluations(member.optimizer, self.tasks[first],
-                                         self.problems[first], plan.sizes["steps"]),
-                "targets": target,
-                "meta_training": {"seconds": result.seconds, "best_epoch": result.best_epoch,
-                                  "best_validation": result.best_validation,
-                                  "validation": [h["validation"] for h in result.history],
-                                  "monitors": mine,
-                                  "skipped_updates": result.skipped_updates,
-                                  "diverged": member.diverged is not None}})
-        return records
+from .spec import Cell, Sweep, SweepError, load_sweep
 
 
 def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
@@ -242,7 +57,8 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
               protocol: str = "corrected",
               max_seeds: Mapping[str, int] | None = None,
               workers: int | None = None, timeout: float | None = None,
-              group: bool = True) -> dict | None:
+              group: bool = True, engine: str = "local",
+              address: str | None = None) -> dict | None:
     """Run a sweep (a ``Sweep`` or a sweep file) into ``out`` and write its reports.
 
     Finished cells already in ``out`` (of the same sweep and budget) are reused; a cell that
@@ -268,13 +84,18 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
             before it raises ``parallel.RankTimeout`` (default ``parallel.DEFAULT_TIMEOUT``).
         group: meta-train the seeds of a variant as one program where they can
             (``group_jobs``); ``False``: every cell alone.
+        engine: ``local`` (this machine's worker processes) or ``ray`` (Ray tasks; see
+            ``experiments.engines``). With ``ray``, ``workers`` jobs run at once on a Ray
+            instance started here (default: as many as the cores allow).
+        address: with ``engine="ray"``, the Ray cluster to join (``auto``, ``HOST:PORT``);
+            default: ``RAY_ADDRESS``, else a Ray instance started on this machine.
 
     Returns:
         The report (``results.json``'s contents) on rank 0, ``None`` on other ranks.
 
     Raises:
-        SweepError: a bad sweep, budget, seeds or workers, or an ``out`` that holds another
-            run.
+        SweepError: a bad sweep, budget, seeds, workers or engine, an ``out`` that holds
+            another run, or ``engine="ray"`` without Ray installed.
         KeyboardInterrupt: on Ctrl-C (``MetaTrainingInterrupted`` when the cell was
             meta-training in this process); finished cells and the training states of the
             cells in progress are on disk, and the same call continues.
@@ -286,11 +107,15 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise SweepError(f"workers must be a positive integer, got {workers!r}")
+    if engine not in ENGINES:
+        raise SweepError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    if address is not None and engine != "ray":
+        raise SweepError("an address is a Ray cluster's: give it with engine 'ray'")
     wait = parallel.collective_timeout(timeout)
     with parallel.thread_policy(threads) as count:
         return _run(plan, count, device=device, data_root=data_root, compile=compile,
                     overwrite=overwrite, progress=progress, command=command, workers=workers,
-                    timeout=wait, group=group)
+                    timeout=wait, group=group, engine=engine, address=address)
 
 
 def reproduce(task: str, budget: str = "smoke", *, out: str | os.PathLike, seed: int = 0,
@@ -300,15 +125,6 @@ def reproduce(task: str, budget: str = "smoke", *, out: str | os.PathLike, seed:
     problems per trajectory (default: the budget's). ``options`` are ``run_sweep``'s."""
     return run_sweep(paper_sweep(task), budget, out=out, seeds=list(range(seed, seed + seeds)),
                      overrides={"meta_batch": meta_batch}, **options)
-
-
-def default_workers(cells: int, device: torch.device, threads: int, world: int) -> int:
-    """Worker processes for ``cells`` cells of one process: on the CPU in a one-process run,
-    as many as the cores allow at ``threads`` threads each (at most one per cell); otherwise
-    1 (torchrun's ranks already share the machine's cores; a GPU is not shared)."""
-    if world > 1 or device.type != "cpu":
-        return 1
-    return max(1, min(cells, parallel.available_cores() // threads))
 
 
 def expected_cost(plan: Plan, cell: Cell) -> int:
@@ -366,54 +182,6 @@ def group_jobs(plan: Plan, cells: Sequence[Cell], workers: int, train_task: Task
     return sorted(jobs, key=lambda job: -sum(expected_cost(plan, c) for c in job))
 
 
-#: a worker process's runner (``_start_worker`` builds it once per process).
-_WORKER: Runner | None = None
-
-
-def _start_worker(plan: Plan, options: dict, parent: int) -> None:
-    global _WORKER
-    parallel.die_with_parent(parent)  # a killed run leaves no worker writing its files
-    parallel.keep_freed_memory()
-    parallel.configure_threads(options["threads"])
-    _WORKER = Runner(plan, **options)
-
-
-def _run_in_worker(job: Job) -> list[dict]:
-    try:
-        return _WORKER.run(job)
-    except Exception as error:  # an error that cannot cross processes comes as its text
-        try:
-            pickle.loads(pickle.dumps(error))
-        except Exception:
-            raise RuntimeError(f"{', '.join(map(str, job))}: {type(error).__name__}: "
-                               f"{error}") from None
-        raise
-
-
-def run_cells(plan: Plan, jobs: Sequence[Job], workers: int, options: dict,
-              runner: Runner | None = None) -> Iterator[tuple[Cell, dict]]:
-    """Run ``jobs``, yielding ``(cell, record)`` as each job finishes: one after another with
-    ``runner`` (``Runner(plan, **options)`` if not given) for one worker, else in ``workers``
-    spawned processes of ``options["threads"]`` threads, each with its own runner.
-
-    On Ctrl-C every process of the terminal gets the signal: a worker that is meta-training
-    saves its training state (as one process does), cells not started are dropped, and the
-    ``KeyboardInterrupt`` reaches the caller once the workers have stopped."""
-    if workers <= 1:
-        runner = runner or Runner(plan, **options)
-        for job in jobs:
-            yield from zip(job, runner.run(job))
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(plan, options, os.getpid()))
-    try:
-        futures = {pool.submit(_run_in_worker, job): job for job in jobs}
-        for future in as_completed(futures):
-            yield from zip(futures[future], future.result())
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def check_builds(plan: Plan, data_root: str | None) -> None:
     """Build every task, learned optimizer, estimator and baseline of ``plan`` once, before
     anything is written: a bad option is found here, and its message names the table.
@@ -455,8 +223,8 @@ def check_builds(plan: Plan, data_root: str | None) -> None:
 
 def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progress,
          command, workers: int | None = None,
-         timeout: datetime.timedelta = parallel.DEFAULT_TIMEOUT, group: bool = True
-         ) -> dict | None:
+         timeout: datetime.timedelta = parallel.DEFAULT_TIMEOUT, group: bool = True,
+         engine: str = "local", address: str | None = None) -> dict | None:
     sweep, folder = plan.sweep, plan.folder
     check_builds(plan, data_root)
     if compile:
@@ -500,8 +268,12 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         versions = {k: info[k] for k in ("version", "commit", "dirty", "source", "torch")}
         options = {"device": device, "data_root": data_root, "compile": compile,
                    "threads": count, "versions": versions}
-        # this process's runner: its cells' (one worker), and rank 0's data notes
-        runner = Runner(plan, **options) if (mine and workers == 1) or ranks.main else None
+        if engine == "ray" and ranks.world > 1:
+            raise SweepError("--engine ray schedules the jobs itself: run it in one process, "
+                             "not under torchrun")
+        # this process's runner: its cells' (one local worker), and rank 0's data notes
+        here = mine and workers == 1 and engine == "local"
+        runner = Runner(plan, **options) if here or ranks.main else None
         if ranks.main:
             for note in runner.notes:
                 print(f"note: {note}")
@@ -512,7 +284,10 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
                    disable=not (progress and ranks.main), dynamic_ncols=True)
         fresh = {}
         try:
-            for cell, record in run_cells(plan, mine, workers, options, runner):
+            finished = (run_local(plan, mine, workers, options, runner) if engine == "local"
+                        else run_ray(plan, mine, options, address=address,
+                                     cpus=workers * count))
+            for cell, record in finished:
                 record["rank"] = ranks.rank
                 record["depends"] = plan.depends(cell)
                 folder.write_cell(cell.method, cell.seed, record)
@@ -533,7 +308,7 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
                     folder.write_cell(method, seed, record)
         meta = {**info, "budget": plan.budget, "sizes": plan.sizes, "seeds": plan.seeds,
                 "device": str(device), "threads": count, "processes": ranks.world,
-                "workers": workers,
+                "workers": workers, "engine": engine,
                 "reused_cells": reused, "seconds": time.perf_counter() - started,
                 "data_notes": runner.notes}
         return write_reports(plan, [done[c] for c in cells], meta)

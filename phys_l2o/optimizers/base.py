@@ -249,9 +249,14 @@ class CompiledOptimizer:
             return self.mode
         return "reduce-overhead" if params.is_cuda and not torch.is_grad_enabled() else None
 
-    def _eager(self, params: Tensor, grad: Tensor, state: Any,
-               scale: float | None) -> tuple[Tensor, Any]:
+    def _eager(self, params: Tensor, grad: Tensor, state: Any, scale: float | None,
+               *inputs: Any) -> tuple[Tensor, Any]:
         return advance(self.module, params, grad, state, scale)
+
+    def inputs(self) -> tuple:
+        """Further inputs of the compiled function, computed eagerly before each call (a
+        ``Stacked`` optimizer's stacked weights)."""
+        return ()
 
     def advance(self, params: Tensor, grad: Tensor, state: Any,
                 scale: float | None = None) -> tuple[Tensor, Any]:
@@ -263,8 +268,9 @@ class CompiledOptimizer:
             function = self.compiled[mode] = torch.compile(self._eager, dynamic=False, **how)
         if mode == "reduce-overhead" and params.is_cuda:
             torch.compiler.cudagraph_mark_step_begin()
+        inputs = self.inputs()
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-            return function(params, grad, state, scale)
+            return function(params, grad, state, scale, *inputs)
 
     def step(self, params: Tensor, grad: Tensor, state: Any) -> tuple[Tensor, Any]:
         """The wrapped optimizer's update, eager (``advance`` is the compiled path)."""

@@ -36,7 +36,7 @@ from torch.func import functional_call, vmap
 
 from ..checks import positive_int
 from ..registry import Spec, spec_of
-from .base import CompiledOptimizer, LearnedOptimizer, compile_available
+from .base import CompiledOptimizer, LearnedOptimizer, apply_update, compile_available
 
 __all__ = ["Stacked", "StackedState", "fill_state", "split_state"]
 
@@ -120,6 +120,9 @@ class Stacked(nn.Module):
         self.members = nn.ModuleList(members)
         self._setup(members[0], len(members), vectorize)
         self.fixed: dict[str, Tensor] | None = None
+        self._leaves = [p for m in members for name, p in m.named_parameters()
+                        if name in self.names]
+        self._cache: tuple | None = None
 
     @classmethod
     def with_weights(cls, template: LearnedOptimizer, weights: Mapping[str, Tensor], *,
@@ -199,16 +202,33 @@ class Stacked(nn.Module):
         blocked = self.uncompilable_pieces()
         if blocked or not compile_available():
             self.template.compiled(mode=mode)  # raises the template's clear error
-        return CompiledOptimizer(self, mode)
+        return CompiledStack(self, mode)
 
     def weights(self) -> dict[str, Tensor]:
         """The stacked trainable weights, ``(M, *shape)`` by name: the fixed ones, or the
-        members' own stacked (with their graph, so that meta-gradients reach each member)."""
+        members' own stacked (with their graph, so that meta-gradients reach each member).
+
+        The members' are stacked once and reused while no member weight changes (their
+        versions) and no backward pass has gone through them: a truncation of ``T`` steps
+        stacks once, and its backward pass meets one stack per weight, not ``T``."""
         if self.fixed is not None:
             return self.fixed
+        key = (torch.is_grad_enabled(), tuple(p._version for p in self._leaves))
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
         per_member = [dict(m.named_parameters()) for m in self.members]
-        return {name: torch.stack([named[name] for named in per_member])
-                for name in self.names}
+        weights = {name: torch.stack([named[name] for named in per_member])
+                   for name in self.names}
+        if key[0] and any(w.requires_grad for w in weights.values()):
+            # a backward pass frees the stack's graph: stack again before the next step
+            for w in weights.values():
+                if w.requires_grad:
+                    w.register_hook(self._forget)
+        self._cache = (key, weights)
+        return weights
+
+    def _forget(self, grad: Tensor) -> None:
+        self._cache = None
 
     def init_state(self, params: Tensor, segments: Sequence[int]) -> StackedState:
         """Every member's first state for ``params`` ``(M * B, coords)`` (the same for all: a
@@ -226,9 +246,14 @@ class Stacked(nn.Module):
 
     def step(self, params: Tensor, grad: Tensor,
              state: StackedState) -> tuple[Tensor, StackedState]:
+        return self.step_with(self.weights(), params, grad, state)
+
+    def step_with(self, weights: dict[str, Tensor], params: Tensor, grad: Tensor,
+                  state: StackedState) -> tuple[Tensor, StackedState]:
+        """``step`` with the stacked weights ``weights`` (``weights()``'s)."""
         batch = self._batch(params)
         shaped = params.view(self.count, batch, -1), grad.view(self.count, batch, -1)
-        weights = {f"inner.{name}": w for name, w in self.weights().items()}
+        weights = {f"inner.{name}": w for name, w in weights.items()}
         if self.vectorize is not False:
             try:
                 update, tensors, structure = self._vmapped(weights, *shaped, state)
@@ -277,3 +302,18 @@ class Stacked(nn.Module):
         """The next state's structure: the same object when it did not change (a compiled
         step then sees one structure and compiles once)."""
         return structure if self._structure == structure else self._structure
+
+
+class CompiledStack(CompiledOptimizer):
+    """A ``Stacked`` optimizer whose vmapped step and update run compiled; the stacked
+    weights are formed eagerly (``Stacked.weights``, reused across a truncation) and passed
+    in."""
+
+    def inputs(self) -> tuple:
+        return (self.module.weights(),)
+
+    def _eager(self, params: Tensor, grad: Tensor, state: Any, scale: float | None,
+               *inputs: Any) -> tuple[Tensor, Any]:
+        update, state = self.module.step_with(inputs[0], params, grad, state)
+        return apply_update(params, update, self.module.step_scale if scale is None
+                            else scale), state
