@@ -2,7 +2,8 @@
 epoch's weights, then time the LSTM's step at chosen epochs' weights and look for subnormal
 floats (denormals), which the CPU computes on much more slowly than normal ones.
 
-    # 1. meta-train the paper's MNIST LSTM (seed 0), writing each epoch's weights and time
+    # 1. meta-train the paper's MNIST LSTM (seed 0), writing each epoch's weights and time;
+    #    the same command again goes on from the last epoch (its training state)
     python benchmarks/lstm_epochs.py train --epochs 25 --out lstm-epochs
     # 2. at chosen epochs' weights: problem-steps/s (with and without flushing subnormals to
     #    zero) and the share of subnormal values in the optimizee's gradients
@@ -23,7 +24,8 @@ import torch
 from common import evaluate_rate, meta_train_rate, mnist_root
 
 from phys_l2o.experiments.paper import learned_preset, paper_optimizer
-from phys_l2o.meta import Callback, MetaTrainer, Schedule
+from phys_l2o.meta import Callback, Checkpointing, MetaTrainer, Schedule
+from phys_l2o.meta.state import load_training_state
 from phys_l2o.optimizers.base import advance
 from phys_l2o.seeding import make_generator
 from phys_l2o.tasks import MNISTTask
@@ -50,16 +52,22 @@ class EveryEpoch(Callback):
 
 
 def train(args, task) -> None:
+    """Meta-train, or go on from the training state in ``out`` (run the same command again)."""
     args.out.mkdir(parents=True, exist_ok=True)
     preset = learned_preset("mnist", "lstm")
     optimizer = paper_optimizer("mnist", "lstm", seed=args.seed)
-    torch.save(optimizer.state_dict(), args.out / "epoch-0.pt")
+    state_path = args.out / "training-state.pt"
+    if not state_path.is_file():
+        torch.save(optimizer.state_dict(), args.out / "epoch-0.pt")
     schedule = Schedule(epochs=args.epochs, trajectories=20, meta_batch=1, steps=100,
                         unroll=preset["unroll"], meta_lr=preset["meta_lr"],
                         validation_problems=20)
     trainer = MetaTrainer(optimizer, task, schedule, seed=args.seed,
-                          callbacks=[EveryEpoch(args.out)])
-    trainer.run(trainer.init())
+                          callbacks=[EveryEpoch(args.out), Checkpointing(state_path)])
+    payload = (load_training_state(state_path, optimizer=optimizer, schedule=schedule,
+                                   seed=args.seed, task=task)
+               if state_path.is_file() else None)
+    trainer.run(trainer.init(payload))
 
 
 def subnormal_share(optimizer, task, steps: int) -> dict[str, float]:

@@ -20,12 +20,12 @@ keeps freed memory in the process for reuse (``keep_freed_memory``): page faults
 and the kernel's share to about 2%, at the price of a larger resident size (2.2-2.7 GB instead
 of 1.9 GB for that run).
 
-**Workers.** The sweep runner runs the cells of a run side by side in worker processes of one
-thread each (``experiments.engines.run_local``), as many as the cores allow, so that a run of
-one process leaves no core idle; each worker dies with the process that started it
-(``die_with_parent``).
+**Workers.** The sweep runner runs the jobs of a run side by side in worker processes of one
+thread each (``experiments.engines.run_local``), as many as the cores allow, so that a run
+leaves no core idle; each worker dies with the process that started it (``die_with_parent``).
+Sweeps over several machines are Ray's (``experiments.engines.run_ray``).
 
-**Ranks.** ``torchrun --nproc-per-node N --no-python phys-l2o sweep ...`` starts N processes
+**Ranks.** ``torchrun --nproc-per-node N --no-python phys-l2o train ...`` starts N processes
 (and more machines join through torchrun's rendezvous); ``distributed()`` joins them into one
 process group: gloo on CPU, NCCL (plus gloo for Python objects) on GPUs, each rank on the GPU of
 its local rank.
@@ -40,12 +40,11 @@ with the whole meta-batch up to float rounding. Validation is sharded the same w
 
 **A rank that does not answer.** Every rank of a launch gives a sign of life every
 ``HEARTBEAT`` seconds (``Heartbeat``: a counter in the launch's own store, moved by a thread of
-the rank). A rank that waits for the others, at a collective of meta-training or at the end of
-a sweep for their cells, gives up when one of them has shown no sign of life for the timeout
-(``--timeout`` minutes, ``DEFAULT_TIMEOUT``), and says which (``RankTimeout``): a rank that is
-stopped, hung or cut off from the others. A rank that dies outright ends the launch at once
-(torchrun stops the others). A sweep's ranks may wait hours at its end for the others' cells;
-they wait as long as those ranks are alive.
+the rank). A rank that waits for the others at a collective of meta-training gives up when
+one of them has shown no sign of life for the timeout (``--timeout`` minutes,
+``DEFAULT_TIMEOUT``), and says which (``RankTimeout``): a rank that is stopped, hung or cut off
+from the others. A rank that dies outright ends the launch at once (torchrun stops the
+others).
 """
 
 from __future__ import annotations
@@ -113,7 +112,7 @@ class Heartbeat:
             return dist.PrefixStore("phys-l2o/", store)
 
         self.store, self._beats = client(), client()
-        self.ranks, self.timeout, self.meetings = ranks, timeout, 0
+        self.ranks, self.timeout = ranks, timeout
         self._beats.add(f"beat/{ranks.rank}", 1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True,
@@ -142,31 +141,6 @@ class Heartbeat:
         time.sleep(seconds)
         return [r for r in among if self.count(r) == before[r]]
 
-    def meet(self, what: str) -> None:
-        """Wait until every rank has come here, as long as the ones not yet here are alive.
-
-        Raises:
-            RankTimeout: one of them gave no sign of life for the timeout (named).
-        """
-        self.meetings += 1
-        key = f"met/{self.meetings}/"
-        self.store.set(key + str(self.ranks.rank), "1")
-        limit = self.timeout.total_seconds()
-        last = {r: (self.count(r), time.monotonic()) for r in self.others()}
-        while True:
-            waiting = [r for r in self.others() if not self.store.check([key + str(r)])]
-            if not waiting:
-                return
-            now = time.monotonic()
-            for r in waiting:
-                count = self.count(r)
-                if count != last[r][0]:
-                    last[r] = (count, now)
-            silent = [r for r in waiting if now - last[r][1] > limit]
-            if silent:
-                raise RankTimeout(silent_message(silent, self.timeout, what))
-            time.sleep(min(1.0, limit / 4))
-
 
 #: this process's heartbeat while it is a rank of a launch (``distributed``).
 _LIFE: Heartbeat | None = None
@@ -186,13 +160,6 @@ def answered(what: str) -> Iterator[None]:
         if not silent:
             raise
         raise RankTimeout(silent_message(silent, life.timeout, what)) from error
-
-
-def meet(ranks: Ranks, what: str) -> None:
-    """Wait for every rank at a point they reach at very different times (the end of a
-    sweep): as long as those not yet there are alive (``Heartbeat.meet``)."""
-    if ranks.world > 1 and _LIFE is not None:
-        _LIFE.meet(what)
 
 
 def available_cores() -> int:
@@ -298,11 +265,6 @@ class Ranks:
         """Rank 0: the one that writes the reports."""
         return self.rank == 0
 
-    def mine(self, index: int) -> bool:
-        """Whether the work item ``index`` (of a list every rank builds the same) is this
-        rank's: items are dealt round-robin."""
-        return index % self.world == self.rank
-
     def shard(self, total: int) -> slice:
         """This rank's contiguous share of ``total`` items (shares differ by at most one; a
         rank may get none when ``total < world``)."""
@@ -383,18 +345,6 @@ def distributed(device: torch.device, timeout: datetime.timedelta = DEFAULT_TIME
     if _LIFE is None:
         _LIFE = Heartbeat(ranks, timeout)
     return ranks, device
-
-
-def gather(value: object, ranks: Ranks) -> list[object] | None:
-    """Every rank's ``value`` on rank 0 (a list in rank order), ``None`` on the others."""
-    if ranks.world == 1:
-        return [value]
-    import torch.distributed as dist
-
-    out = [None] * ranks.world if ranks.main else None
-    with answered("a gather to rank 0"):
-        dist.gather_object(value, out, dst=0)
-    return out
 
 
 def barrier(ranks: Ranks) -> None:

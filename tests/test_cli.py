@@ -41,7 +41,7 @@ def test_reproduce_quadratic_smoke_writes_reports(tmp_path):
     assert "Table A1" in md and "| HNN | 19 |" in md and "| LSTM | 5221 |" in md
     results = json.loads((out / "results.json").read_text())
     assert results["sweep"] == "paper-quadratic" and results["budget"] == "smoke"
-    assert results["seeds"] == [0] and results["threads"] == 1 and results["processes"] == 1
+    assert results["seeds"] == [0] and results["threads"] == 1 and results["engine"] == "local"
     assert results["sizes"]["steps"] == 100 and results["sizes"]["test_problems"] == 100
     methods = results["targets"]["quadratic"]
     assert set(methods) == NAMES

@@ -1,5 +1,5 @@
-"""Sweeps: files as data, cells written as they finish, resume after ``kill -9``, sharding on
-torchrun (2 gloo processes), the thread policy; the experiments package: the paper's presets
+"""Sweeps: files as data, cells written as they finish, resume after ``kill -9``, worker
+processes, torchrun refused, the thread policy; the experiments package: the paper's presets
 read from its parsed sweeps, one training path for `train` and the sweep, no import circle."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import ast
 import ctypes
 import importlib.util
 import json
-import os
 import pkgutil
 import signal
 import subprocess
@@ -208,39 +207,29 @@ def test_a_killed_sweep_resumes_with_identical_results(tiny, tmp_path):
     assert ours == theirs
 
 
-def test_two_gloo_processes_give_the_results_of_one(tiny, tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
-    run_sweep(tiny, out=one, device="cpu", progress=False)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
-                                 f"{os.environ.get('PATH', '')}"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc-per-node", "2", "--no-python", *sweep_command(
-                               str(tiny), "--out", str(two))],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "on 2 processes" in proc.stdout
-    report = json.loads((two / "results.json").read_text())
-    assert report["processes"] == 2
-    ranks = {json.loads(p.read_text())["rank"] for p in two.glob("cells/*/*.json")}
-    assert ranks == {0, 1}
-    assert finals_only(finals(two)) == finals_only(finals(one))
+def test_a_sweep_refuses_torchrun_and_says_what_to_use(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SweepError, match="without torchrun; for several machines use --engine ray"):
+        run_sweep(tiny, out=tmp_path / "out", device="cpu", progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_workers_give_the_results_of_one_process_longest_cells_first(tiny, tmp_path, capsys):
     from phys_l2o.experiments.plan import make_plan
-    from phys_l2o.experiments.runner import default_workers, expected_cost, longest_first
+    from phys_l2o.experiments.runner import default_workers, expected_cost, group_jobs
 
     plan = make_plan(load_sweep(tiny), None, out=tmp_path / "plan")
-    order = longest_first(plan, plan.cells())
-    assert [c.learned for c in order] == [True] * 4 + [False] * 2  # meta-training first
-    assert expected_cost(plan, order[0]) >= expected_cost(plan, order[3]) > 0
-    assert default_workers(6, torch.device("cpu"), 1, world=2) == 1  # torchrun's ranks share
-    assert default_workers(1, torch.device("cpu"), 1, world=1) == 1  # one cell: one process
+    order = group_jobs(plan, plan.cells(), 2, None)           # no groups: a job per cell
+    assert [len(job) for job in order] == [1] * 6
+    assert [job[0].learned for job in order] == [True] * 4 + [False] * 2  # meta-training first
+    assert expected_cost(plan, order[0][0]) >= expected_cost(plan, order[3][0]) > 0
+    assert default_workers(1, torch.device("cpu"), 1) == 1  # one job: one process
+    assert default_workers(6, torch.device("cuda"), 1) == 1  # a GPU is not shared
 
     one = run_sweep(tiny, out=tmp_path / "one", device="cpu", progress=False, workers=1)
     capsys.readouterr()
     two = run_sweep(tiny, out=tmp_path / "two", device="cpu", progress=False, workers=2)
-    assert "6 to run on 2 processes" in capsys.readouterr().out
+    assert "6 to run on 2 workers" in capsys.readouterr().out
     assert two["workers"] == 2 and one["workers"] == 1
     assert finals_only(finals(tmp_path / "two")) == finals_only(finals(tmp_path / "one"))
     with pytest.raises(SweepError, match="workers must be a positive integer"):

@@ -96,8 +96,7 @@ def cmd_sweep(args: argparse.Namespace, argv: list[str]) -> int:
         threads=args.threads, data_root=args.data_root, compile=args.compile,
         overwrite=args.overwrite, progress=not args.no_progress,
         command="phys-l2o " + shlex.join(argv), protocol=args.protocol,
-        max_seeds=dict(args.max_seeds), workers=args.workers, timeout=args.timeout,
-        group=args.group,
+        max_seeds=dict(args.max_seeds), workers=args.workers, group=args.group,
         engine=args.engine, address=args.address))
 
 
@@ -116,13 +115,12 @@ def cmd_reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         data_root=args.data_root, compile=args.compile, threads=args.threads,
         command="phys-l2o " + shlex.join(argv), overwrite=args.overwrite,
         protocol=args.protocol, max_seeds=dict(args.max_seeds), workers=args.workers,
-        timeout=args.timeout, group=args.group,
-        engine=args.engine, address=args.address))
+        group=args.group, engine=args.engine, address=args.address))
 
 
 def run_and_report(args: argparse.Namespace, argv: list[str], run) -> int:
-    """Run a sweep (``run()``, which checks ``--out`` before any work), print its table
-    (rank 0), and turn Ctrl-C into one line that says how to continue."""
+    """Run a sweep (``run()``, which checks ``--out`` before any work), print its table, and
+    turn Ctrl-C into one line that says how to continue."""
     try:
         results = run()
     except KeyboardInterrupt:  # MetaTrainingInterrupted, or Ctrl-C while workers ran
@@ -130,8 +128,6 @@ def run_and_report(args: argparse.Namespace, argv: list[str], run) -> int:
         print(f"phys-l2o: interrupted; the finished cells and the training state of the cell in "
               f"progress are in {args.out}; continue with: {command}", file=sys.stderr)
         return 130
-    if results is None:  # a rank other than 0 under torchrun: rank 0 reports
-        return 0
     print((args.out / "results.md").read_text())
     print(f"wrote {args.out}/results.json, results.md and plots in {results['seconds']:.0f} s")
     return 0

@@ -105,8 +105,8 @@ def add_protocol(p: argparse.ArgumentParser, evaluation: bool = True) -> None:
 def add_timeout(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=positive_float, default=None, metavar="MINUTES",
                    help="under torchrun: how long a rank waits for another that gives no sign "
-                        "of life (stopped, hung or cut off) before it stops with an error "
-                        "naming it (default 30)")
+                        "of life (stopped, hung or cut off) at a collective before it stops "
+                        "with an error naming it (default 30)")
 
 
 def add_workers(p: argparse.ArgumentParser) -> None:
@@ -181,7 +181,6 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     add_max_seeds(rep)
     add_again(rep, "the output folder holds another run's results", None)
     add_workers(rep)
-    add_timeout(rep)
     add_compile(rep)
     add_common(rep)
 
@@ -190,9 +189,8 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                         "seed and evaluated, with the baselines, on the same test problems of "
                         "every target. Each finished cell is written at once; running the same "
                         "command again on the same --out resumes. The cells run side by side "
-                        "in worker processes (--workers); under `torchrun --nproc-per-node N "
-                        "--no-python phys-l2o sweep ...` they are shared among the processes "
-                        "(of one or more machines).")
+                        "in worker processes (--workers), or as Ray tasks on this machine or a "
+                        "Ray cluster (--engine ray).")
     sw.add_argument("file", type=Path, help="a sweep file (TOML)")
     sw.add_argument("--budget", default=None,
                     help="a budget of the sweep file (default: its default_budget, else its "
@@ -206,7 +204,6 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     add_max_seeds(sw)
     add_again(sw, "--out holds a run of another sweep or budget", None)
     add_workers(sw)
-    add_timeout(sw)
     add_compile(sw)
     add_common(sw, seed=False)
 

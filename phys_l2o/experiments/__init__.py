@@ -7,9 +7,12 @@ The modules, in the direction of their imports (none imports a later one):
 - ``spec``: the sweep file format (``Sweep``, ``Target``, ``Variant``, ``Cell``, ``load_sweep``);
 - ``folder``: the run folder (``RunFolder``), the one place that knows its layout;
 - ``plan``: a run's budget, seeds and protocol (``make_plan``), and its schedules;
-- ``training``: ``train_variant``, used by ``phys-l2o train`` and every learned cell, and the
-  one compile rule (``use_compile``);
+- ``training``: ``train_variant``, used by ``phys-l2o train`` and every learned cell,
+  ``train_group`` (the seeds of a variant as one program), and the one compile rule
+  (``use_compile``);
 - ``paper``: the paper's sweeps and the presets read from them;
+- ``cells``: ``Runner``, which runs a run's jobs (a cell, or a group of seeds) in a process;
+- ``engines``: what hands the jobs to runners: local worker processes, or Ray tasks;
 - ``report``: a sweep's reports; ``runner``: ``run_sweep`` and ``reproduce``;
 - ``claims``: which of the paper's claims hold, from run folders.
 

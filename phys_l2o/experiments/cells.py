@@ -32,8 +32,8 @@ Job = tuple[Cell, ...]
 
 
 class Runner:
-    """Runs the cells of a plan in this process: builds the tasks and the shared test problems
-    once, then meta-trains and evaluates one cell at a time."""
+    """Runs the jobs of a plan in this process: builds the tasks and the shared test problems
+    once, then meta-trains and evaluates one job (a cell, or a group of seeds) at a time."""
 
     def __init__(self, plan: Plan, *, device: torch.device, data_root: str | None = None,
                  compile: bool | None = None, threads: int = 1,
@@ -158,6 +158,11 @@ class Runner:
                                 estimator=estimator)
             trained, evaluator = [one], one.evaluator
         else:
+            if self.device.type == "cpu":  # the members evaluate side by side
+                count = len(job) * plan.sizes["test_problems"]
+                for label, task in self.tasks.items():
+                    check_memory(task, count, f"[targets.{label}]: {len(job)} seeds' test "
+                                 "problems side by side", "run the seeds one by one (--no-group)")
             trained, evaluator = train_group(spec, self.train_task, schedule,
                                              seeds=[c.seed for c in job], device=self.device,
                                              compile=self.compile, state_paths=states,

@@ -11,9 +11,8 @@ each cell's record as its job finishes; ``runner.run_sweep`` writes them into th
   shared). Records come back to this process as the jobs finish, so resume and reports are
   those of the local engine. Ray is an optional extra: ``pip install -e ".[ray]"``.
 
-torchrun is not an engine of sweeps here but the way to run one cell's data-parallel
-meta-training (``phys-l2o train`` under ``torchrun``); ``run_sweep`` under torchrun deals the
-jobs to its ranks, each running them with the local engine.
+torchrun is not an engine of sweeps but the way to run one meta-training over processes
+(``phys-l2o train`` under ``torchrun``): data-parallel, every rank in step with the others.
 """
 
 from __future__ import annotations
@@ -42,14 +41,12 @@ ENGINES = ("local", "ray")
 RETRIES = 3
 
 
-def default_workers(cells: int, device: torch.device, threads: int, world: int) -> int:
-    """Worker processes for ``cells`` cells of one process: on the CPU in a one-process run,
-    as many as the cores allow at ``threads`` threads each (at most one per cell); otherwise
-    1 (torchrun's ranks already share the machine's cores; a GPU is not shared)."""
-    if world > 1 or device.type != "cpu":
+def default_workers(jobs: int, device: torch.device, threads: int) -> int:
+    """Worker processes for ``jobs`` jobs: on the CPU, as many as the cores allow at
+    ``threads`` threads each (at most one per job); on a GPU, 1 (a GPU is not shared)."""
+    if device.type != "cpu":
         return 1
-    return max(1, min(cells, parallel.available_cores() // threads))
-
+    return max(1, min(jobs, parallel.available_cores() // threads))
 
 
 #: a worker process's runner (``_start_worker`` builds it once per process).

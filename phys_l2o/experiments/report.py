@@ -98,8 +98,9 @@ def protocol(plan: Plan, report: dict) -> str:
             f"{sizes['validation_problems']} problems), meta-seeds "
             f"{', '.join(map(str, seeds))}; every method on the same {sizes['test_problems']} "
             f"test problems per target (test seed {report['test_seed']}), {sizes['steps']} "
-            f"steps. Device {report['device']}, {report['processes']} process(es) of "
-            f"{report['threads']} thread(s), torch {report['torch']}. The cells took "
+            f"steps. Device {report['device']}, {report.get('workers', 1)} worker(s) "
+            f"({report.get('engine', 'local')} engine) of {report['threads']} thread(s), torch "
+            f"{report['torch']}. The cells took "
             f"{report['cell_seconds']:.0f} s in all; this run took {report['seconds']:.0f} s and "
             f"reused {report['reused_cells']} cells of an earlier one.")
 

@@ -14,16 +14,14 @@ meta-training before evaluation, the most optimizee steps first), so that a long
 alone at the end, and handed to an engine (``experiments.engines``): ``local`` runs them here,
 in ``workers`` worker processes of one thread each (by default, in a run of one process on the
 CPU, as many as its cores allow), each taking the next job when it is free; ``ray`` submits
-each job as a Ray task, on this machine or a Ray cluster. Under ``torchrun`` the jobs are dealt
-to the ranks round-robin in that order and rank 0 gathers the records and writes the reports
-(``experiments.report``). A cell's record is the same whichever process runs it: its seeds are
-its own.
+each job as a Ray task, on this machine or a Ray cluster. The records come back to the one
+process of the run, which writes them and the reports (``experiments.report``). A cell's record
+is the same whichever process runs it: its seeds are its own. (``torchrun`` is for one
+meta-training run over processes, ``phys-l2o train``; a sweep refuses it.)
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -56,19 +54,17 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
               progress: bool = True, command: str | None = None,
               protocol: str = "corrected",
               max_seeds: Mapping[str, int] | None = None,
-              workers: int | None = None, timeout: float | None = None,
-              group: bool = True, engine: str = "local",
+              workers: int | None = None, group: bool = True, engine: str = "local",
               address: str | None = None) -> dict | None:
     """Run a sweep (a ``Sweep`` or a sweep file) into ``out`` and write its reports.
 
     Finished cells already in ``out`` (of the same sweep and budget) are reused; a cell that
-    was meta-training resumes from its last epoch. Under ``torchrun`` the cells are shared
-    among the ranks and rank 0 writes the reports.
+    was meta-training resumes from its last epoch.
 
     Args:
         budget: a budget of the sweep (default: its ``default_budget``, else its first).
         seeds: meta-seeds: a count (``0 .. n-1``) or a list; default: the budget's count.
-        device: ``auto``, ``cpu``, ``cuda`` (under torchrun: each rank's own GPU).
+        device: ``auto``, ``cpu``, ``cuda``.
         threads: intra-op threads of this process while the sweep runs (default: the thread
             policy, see ``phys_l2o.parallel``); the caller's count is given back at the end.
         compile: compile the learned optimizers' steps; ``None``: see
@@ -80,8 +76,6 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
         max_seeds: ``{variant: n}``: run only the first ``n`` seeds of a costly variant.
         workers: worker processes that run this process's cells (default:
             ``default_workers``); 1 runs them one after another in this process.
-        timeout: under torchrun, minutes a rank waits for another that gives no sign of life
-            before it raises ``parallel.RankTimeout`` (default ``parallel.DEFAULT_TIMEOUT``).
         group: meta-train the seeds of a variant as one program where they can
             (``group_jobs``); ``False``: every cell alone.
         engine: ``local`` (this machine's worker processes) or ``ray`` (Ray tasks; see
@@ -91,11 +85,11 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
             default: ``RAY_ADDRESS``, else a Ray instance started on this machine.
 
     Returns:
-        The report (``results.json``'s contents) on rank 0, ``None`` on other ranks.
+        The report (``results.json``'s contents).
 
     Raises:
         SweepError: a bad sweep, budget, seeds, workers or engine, an ``out`` that holds
-            another run, or ``engine="ray"`` without Ray installed.
+            another run, ``engine="ray"`` without Ray installed, or a launch by torchrun.
         KeyboardInterrupt: on Ctrl-C (``MetaTrainingInterrupted`` when the cell was
             meta-training in this process); finished cells and the training states of the
             cells in progress are on disk, and the same call continues.
@@ -111,11 +105,10 @@ def run_sweep(sweep: Sweep | str | os.PathLike, budget: str | None = None, *,
         raise SweepError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     if address is not None and engine != "ray":
         raise SweepError("an address is a Ray cluster's: give it with engine 'ray'")
-    wait = parallel.collective_timeout(timeout)
     with parallel.thread_policy(threads) as count:
         return _run(plan, count, device=device, data_root=data_root, compile=compile,
                     overwrite=overwrite, progress=progress, command=command, workers=workers,
-                    timeout=wait, group=group, engine=engine, address=address)
+                    group=group, engine=engine, address=address)
 
 
 def reproduce(task: str, budget: str = "smoke", *, out: str | os.PathLike, seed: int = 0,
@@ -139,11 +132,6 @@ def expected_cost(plan: Plan, cell: Cell) -> int:
     population = estimator.get("population", 1) if isinstance(estimator, Mapping) else 1
     return (schedule.epochs * schedule.trajectories * schedule.meta_batch * schedule.steps
             * population)
-
-
-def longest_first(plan: Plan, cells: Sequence[Cell]) -> list[Cell]:
-    """``cells`` by ``expected_cost``, the largest first (ties in the order given)."""
-    return sorted(cells, key=lambda c: -expected_cost(plan, c))
 
 
 def can_group(plan: Plan, method: str, train_task: Task) -> bool:
@@ -222,8 +210,7 @@ def check_builds(plan: Plan, data_root: str | None) -> None:
 
 
 def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progress,
-         command, workers: int | None = None,
-         timeout: datetime.timedelta = parallel.DEFAULT_TIMEOUT, group: bool = True,
+         command, workers: int | None = None, group: bool = True,
          engine: str = "local", address: str | None = None) -> dict | None:
     sweep, folder = plan.sweep, plan.folder
     check_builds(plan, data_root)
@@ -233,82 +220,59 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
         if blocked:
             raise SweepError(f"--compile: these variants cannot be compiled: {blocked}; leave "
                              "--compile out (the default compiles the variants that can be)")
-    with parallel.joined(resolve_device(device), timeout) as (ranks, device), \
-            contextlib.ExitStack() as stack:
-        mode = folder.check(plan.manifest(), overwrite)
-        earlier = plan.earlier() if mode == "update" else None  # before it is replaced
-        if ranks.local_rank == 0:  # one run at a time in a folder: before anything changes
-            stack.enter_context(folder.locked())
-        parallel.barrier(ranks)  # every rank has checked its folder before any is changed
-        if ranks.local_rank == 0:  # each machine prepares its own --out
-            folder.prepare(plan.manifest(), mode)
-        parallel.barrier(ranks)
+    if parallel.launched_by_torchrun():
+        raise SweepError("a sweep runs in one process that hands its jobs to an engine: run it "
+                         "without torchrun; for several machines use --engine ray (torchrun is "
+                         "for one meta-training run: phys-l2o train)")
+    device = resolve_device(device)
+    mode = folder.check(plan.manifest(), overwrite)
+    earlier = plan.earlier() if mode == "update" else None  # before it is replaced
+    with folder.locked():  # one run at a time in a folder: before anything changes
+        folder.prepare(plan.manifest(), mode)
         started = time.perf_counter()
         cells = plan.cells()
         done, changed = finished_cells(plan, cells, mode, earlier)
-        if changed and ranks.main:
+        if changed:
             print(f"note: {plural(len(changed), 'finished cell')} rerun, what they depend on "
                   f"changed in the sweep file (spec, schedule or targets): "
                   f"{', '.join(map(str, changed))}")
         reused = len(done)
-        todo = longest_first(plan, [c for c in cells if c not in done])
-        if mode == "update" and ranks.local_rank == 0:
+        todo = [c for c in cells if c not in done]
+        if mode == "update":
             drop_stale_states(plan, todo)
-        parallel.barrier(ranks)  # every rank has read the same finished cells
         if workers is None:
-            workers = default_workers(-(-len(todo) // ranks.world), device, count,
-                                      ranks.world)
+            workers = default_workers(len(todo), device, count)
         train_task = (build_task(sweep.train, plan.sizes["steps"], data_root=data_root,
                                  device=torch.device("cpu"))
                       if group and any(c.learned for c in todo) else None)
-        jobs = group_jobs(plan, todo, workers * ranks.world, train_task)
-        mine = [job for i, job in enumerate(jobs) if ranks.mine(i)]
-        workers = max(1, min(workers, len(mine)))
+        jobs = group_jobs(plan, todo, workers, train_task)
+        workers = max(1, min(workers, len(jobs)))
         info = provenance(command)
         versions = {k: info[k] for k in ("version", "commit", "dirty", "source", "torch")}
         options = {"device": device, "data_root": data_root, "compile": compile,
                    "threads": count, "versions": versions}
-        if engine == "ray" and ranks.world > 1:
-            raise SweepError("--engine ray schedules the jobs itself: run it in one process, "
-                             "not under torchrun")
-        # this process's runner: its cells' (one local worker), and rank 0's data notes
-        here = mine and workers == 1 and engine == "local"
-        runner = Runner(plan, **options) if here or ranks.main else None
-        if ranks.main:
-            for note in runner.notes:
-                print(f"note: {note}")
-            print(summary_line(plan, cells, reused, len(todo), ranks.world, count, workers,
-                               sum(len(job) > 1 for job in jobs)))
-        desc = sweep.name if ranks.world == 1 else f"{sweep.name} (rank 0 of {ranks.world})"
-        bar = tqdm(total=reused + sum(map(len, mine)), initial=reused, unit="cell", desc=desc,
-                   disable=not (progress and ranks.main), dynamic_ncols=True)
-        fresh = {}
+        # this process's runner: the jobs' (one local worker), and the data notes
+        runner = Runner(plan, **options)
+        for note in runner.notes:
+            print(f"note: {note}")
+        print(summary_line(plan, cells, reused, len(todo), count, workers,
+                           sum(len(job) > 1 for job in jobs), engine))
+        bar = tqdm(total=len(cells), initial=reused, unit="cell", desc=sweep.name,
+                   disable=not progress, dynamic_ncols=True)
         try:
-            finished = (run_local(plan, mine, workers, options, runner) if engine == "local"
-                        else run_ray(plan, mine, options, address=address,
+            finished = (run_local(plan, jobs, workers, options, runner) if engine == "local"
+                        else run_ray(plan, jobs, options, address=address,
                                      cpus=workers * count))
             for cell, record in finished:
-                record["rank"] = ranks.rank
                 record["depends"] = plan.depends(cell)
                 folder.write_cell(cell.method, cell.seed, record)
                 folder.log(log_line(cell, record))
-                fresh[cell] = record
+                done[cell] = record
                 bar.update(1)
         finally:
             bar.close()
-        # the ranks finish their cells at different times: wait while the others are alive
-        parallel.meet(ranks, "the end of the sweep (for the other ranks' cells)")
-        gathered = parallel.gather({(c.method, c.seed): r for c, r in fresh.items()}, ranks)
-        if not ranks.main:
-            return None
-        for part in gathered:
-            for (method, seed), record in part.items():
-                done[Cell(method, seed)] = record
-                if folder.read_cell(method, seed) is None:  # another machine's cell: a copy
-                    folder.write_cell(method, seed, record)
         meta = {**info, "budget": plan.budget, "sizes": plan.sizes, "seeds": plan.seeds,
-                "device": str(device), "threads": count, "processes": ranks.world,
-                "workers": workers, "engine": engine,
+                "device": str(device), "threads": count, "workers": workers, "engine": engine,
                 "reused_cells": reused, "seconds": time.perf_counter() - started,
                 "data_notes": runner.notes}
         return write_reports(plan, [done[c] for c in cells], meta)
@@ -360,12 +324,12 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
-def summary_line(plan: Plan, cells: list[Cell], reused: int, todo: int, world: int,
-                 threads: int, workers: int = 1, groups: int = 0) -> str:
+def summary_line(plan: Plan, cells: list[Cell], reused: int, todo: int, threads: int,
+                 workers: int = 1, groups: int = 0, engine: str = "local") -> str:
     """What a run is about to do, in one line."""
     sweep = plan.sweep
-    processes = world * workers
-    where = f" on {processes} processes" if processes > 1 else ""
+    where = f" on {workers} workers" if workers > 1 else ""
+    where += " (Ray)" if engine == "ray" else ""
     seeds = (f"{len(sweep.variants)} variants x {plural(len(plan.seeds), 'seed')}"
              if not plan.max_seeds else ", ".join(
                  f"{v.name} x {plural(sum(c.method == v.name for c in cells), 'seed')}"
@@ -373,9 +337,8 @@ def summary_line(plan: Plan, cells: list[Cell], reused: int, todo: int, world: i
     together = f" ({plural(groups, 'group')} of seeds meta-trained together)" if groups else ""
     return (f"sweep {sweep.name!r}, budget {plan.budget!r}, protocol {plan.protocol!r}: "
             f"{len(cells)} cells ({seeds}, {plural(len(sweep.baselines()), 'baseline')}); "
-            f"{reused} finished cells reused, {todo} to run{where}"
-            f"{together}"
-            f"; {threads} thread(s) per process")
+            f"{reused} finished cells reused, {todo} to run{where}{together}; "
+            f"{threads} thread(s) per process")
 
 
 def log_line(cell: Cell, record: dict) -> str:
@@ -385,5 +348,5 @@ def log_line(cell: Cell, record: dict) -> str:
     train = record.get("meta_training")
     extra = "" if train is None else (f"; best validation {train['best_validation']:.4g} at "
                                       f"epoch {train['best_epoch']}")
-    return (f"rank {record.get('rank', 0)} {cell}: mean final loss {finals}{extra}; "
+    return (f"{cell}: mean final loss {finals}{extra}; "
             f"{record['seconds']:.1f} s")
