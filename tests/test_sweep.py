@@ -223,6 +223,14 @@ def test_workers_give_the_results_of_one_process_longest_cells_first(tiny, tmp_p
     assert [len(job) for job in order] == [1] * 6
     assert [job[0].learned for job in order] == [True] * 4 + [False] * 2  # meta-training first
     assert expected_cost(plan, order[0][0]) >= expected_cost(plan, order[3][0]) > 0
+    # a variant whose step costs more goes first (the measured seconds of a step)
+    from phys_l2o.experiments.runner import step_seconds
+    from phys_l2o.tasks import QuadraticTask
+
+    costs = step_seconds(plan, ["hnn", "no control"], QuadraticTask())
+    assert set(costs) == {"hnn", "no control"} and min(costs.values()) > 0
+    costly = group_jobs(plan, plan.cells(), 2, None, {"hnn": 1.0, "no control": 5.0})
+    assert [job[0].method for job in costly[:2]] == ["no control"] * 2
     assert default_workers(1, torch.device("cpu"), 1) == 1  # one job: one process
     assert default_workers(6, torch.device("cuda"), 1) == 1  # a GPU is not shared
 

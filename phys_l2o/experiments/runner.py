@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .. import parallel
 from ..meta.group import groupable
+from ..optimizers.base import advance
 from ..optimizers.stacked import Stacked
 from ..registry import as_spec, build
 from ..reporting.results import as_losses, provenance
@@ -120,10 +121,13 @@ def reproduce(task: str, budget: str = "smoke", *, out: str | os.PathLike, seed:
                      overrides={"meta_batch": meta_batch}, **options)
 
 
-def expected_cost(plan: Plan, cell: Cell) -> int:
+def expected_cost(plan: Plan, cell: Cell, step_seconds: Mapping[str, float] | None = None
+                  ) -> float:
     """A cell's expected cost, to order cells by: a learned cell's optimizee steps of
     meta-training (epochs x trajectories x meta-batch x steps), times its population for an
-    evolution-strategies estimator; 0 for a baseline (it only evaluates)."""
+    evolution-strategies estimator, times the seconds of one of its variant's steps where
+    ``step_seconds`` gives them (``step_seconds``: the LSTM's step on MNIST costs several HNN
+    steps); 0 for a baseline (it only evaluates)."""
     if not cell.learned:
         return 0
     variant = plan.sweep.variant(cell.method)
@@ -131,7 +135,29 @@ def expected_cost(plan: Plan, cell: Cell) -> int:
     estimator = plan.setup(variant)[1].get("estimator")
     population = estimator.get("population", 1) if isinstance(estimator, Mapping) else 1
     return (schedule.epochs * schedule.trajectories * schedule.meta_batch * schedule.steps
-            * population)
+            * population * (step_seconds or {}).get(cell.method, 1.0))
+
+
+def step_seconds(plan: Plan, methods: Sequence[str], task: Task, steps: int = 3
+                 ) -> dict[str, float]:
+    """Seconds of one step (the optimizer's and the task's gradient) of each learned variant
+    of ``methods`` on one problem of ``task``, timed in this process (eager, after one
+    warm-up step): what makes one variant's cells costlier than another's."""
+    problems = task.sample(1, torch.Generator().manual_seed(0))
+    out = {}
+    with torch.no_grad():
+        for method in dict.fromkeys(methods):
+            optimizer = build(plan.setup(plan.sweep.variant(method))[0], "optimizer")
+            params = task.init_params(problems)
+            state = optimizer.init_state(params, task.segments)
+            _, grad = task.loss_and_grad(params, problems, 0)
+            for t in range(steps + 1):
+                if t == 1:
+                    began = time.perf_counter()
+                params, state = advance(optimizer, params, grad, state)
+                _, grad = task.loss_and_grad(params, problems, t + 1)
+            out[method] = (time.perf_counter() - began) / steps
+    return out
 
 
 def can_group(plan: Plan, method: str, train_task: Task) -> bool:
@@ -145,12 +171,12 @@ def can_group(plan: Plan, method: str, train_task: Task) -> bool:
             and Stacked.vectorizable(build(spec, "optimizer")))
 
 
-def group_jobs(plan: Plan, cells: Sequence[Cell], workers: int, train_task: Task | None
-               ) -> list[Job]:
-    """The jobs of ``cells`` (ordered longest first): the learned cells of a variant that
-    ``can_group`` become groups of seeds, split so that every one of ``workers`` has a job
-    where there are enough seeds; every other cell is a job of its own. ``train_task`` is
-    ``None`` for no groups."""
+def group_jobs(plan: Plan, cells: Sequence[Cell], workers: int, train_task: Task | None,
+               costs: Mapping[str, float] | None = None) -> list[Job]:
+    """The jobs of ``cells``, ordered longest first (``expected_cost`` with the ``costs`` of
+    ``step_seconds``): the learned cells of a variant that ``can_group`` become groups of
+    seeds, split so that every one of ``workers`` has a job where there are enough seeds;
+    every other cell is a job of its own. ``train_task`` is ``None`` for no groups."""
     singles = [(c,) for c in cells if train_task is None or not c.learned]
     by_method: dict[str, list[Cell]] = {}
     for cell in cells:
@@ -167,7 +193,7 @@ def group_jobs(plan: Plan, cells: Sequence[Cell], workers: int, train_task: Task
         count = min(parts, len(mine))
         jobs += [tuple(mine[k::count]) for k in range(count)]
     jobs += singles
-    return sorted(jobs, key=lambda job: -sum(expected_cost(plan, c) for c in job))
+    return sorted(jobs, key=lambda job: -sum(expected_cost(plan, c, costs) for c in job))
 
 
 def check_builds(plan: Plan, data_root: str | None) -> None:
@@ -242,10 +268,11 @@ def _run(plan: Plan, count: int, *, device, data_root, compile, overwrite, progr
             drop_stale_states(plan, todo)
         if workers is None:
             workers = default_workers(len(todo), device, count)
+        learned = [c.method for c in todo if c.learned]
         train_task = (build_task(sweep.train, plan.sizes["steps"], data_root=data_root,
-                                 device=torch.device("cpu"))
-                      if group and any(c.learned for c in todo) else None)
-        jobs = group_jobs(plan, todo, workers, train_task)
+                                 device=torch.device("cpu")) if learned else None)
+        costs = step_seconds(plan, learned, train_task) if len(set(learned)) > 1 else None
+        jobs = group_jobs(plan, todo, workers, train_task if group else None, costs)
         workers = max(1, min(workers, len(jobs)))
         info = provenance(command)
         versions = {k: info[k] for k in ("version", "commit", "dirty", "source", "torch")}
