@@ -190,3 +190,24 @@ def test_the_ray_engine_writes_the_records_of_the_local_engine(tmp_path, capsys)
         run_sweep(path, out=tmp_path / "bad", engine="slurm")
     with pytest.raises(SweepError, match="with engine 'ray'"):
         run_sweep(path, out=tmp_path / "bad", address="auto")
+
+
+def test_a_group_whose_side_by_side_evaluation_cannot_fit_is_refused(tmp_path, monkeypatch):
+    import importlib
+
+    from test_sweep import TINY
+
+    from phys_l2o.experiments.cells import Runner
+    from phys_l2o.experiments.plan import make_plan
+    from phys_l2o.experiments.spec import Cell, load_sweep
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    plan = make_plan(load_sweep(path), None, out=tmp_path / "run")
+    module = importlib.import_module("phys_l2o.meta.evaluate")
+    # 8 quadratic test problems need 8 x 640 bytes: one seed's fit, three seeds' do not
+    monkeypatch.setattr(module, "available_memory", lambda: 10_000)
+    runner = Runner(plan, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"24 test problems \(3 seeds side by side\).*"
+                                         r"--no-group"):
+        runner.run((Cell("hnn", 0), Cell("hnn", 1), Cell("hnn", 2)))

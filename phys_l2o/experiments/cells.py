@@ -56,14 +56,21 @@ class Runner:
         self.notes = sorted({n for task in [self.train_task, *self.tasks.values()]
                              if (n := getattr(task, "data_note", None))})
         # every method and seed runs on the same test problems of each target
-        if device.type == "cpu":
-            for label, task in self.tasks.items():
-                check_memory(task, plan.sizes["test_problems"],
-                             f"[targets.{label}]: {plan.sizes['test_problems']} test problems",
-                             "give the budget fewer test_problems")
+        self.check_test_memory(1, "give the budget fewer test_problems")
         self.problems = {label: task.sample(plan.sizes["test_problems"],
                                             make_generator(sweep.test_seed, "test"), device)
                          for label, task in self.tasks.items()}
+
+    def check_test_memory(self, members: int, fix: str) -> None:
+        """Refuse, on the CPU, test problems of every target that ``members`` optimizers
+        evaluated side by side cannot fit in memory (``meta.evaluate.check_memory``)."""
+        if self.device.type != "cpu":
+            return
+        count = members * self.plan.sizes["test_problems"]
+        for label, task in self.tasks.items():
+            what = f"{count} test problems" + (f" ({members} seeds side by side)"
+                                               if members > 1 else "")
+            check_memory(task, count, f"[targets.{label}]: {what}", fix)
 
     def run(self, job: Job) -> list[dict]:
         """The records of a job's cells: one cell, or the seeds of one variant meta-trained
@@ -158,11 +165,8 @@ class Runner:
                                 estimator=estimator)
             trained, evaluator = [one], one.evaluator
         else:
-            if self.device.type == "cpu":  # the members evaluate side by side
-                count = len(job) * plan.sizes["test_problems"]
-                for label, task in self.tasks.items():
-                    check_memory(task, count, f"[targets.{label}]: {len(job)} seeds' test "
-                                 "problems side by side", "run the seeds one by one (--no-group)")
+            # the members evaluate side by side
+            self.check_test_memory(len(job), "run the seeds one by one (--no-group)")
             trained, evaluator = train_group(spec, self.train_task, schedule,
                                              seeds=[c.seed for c in job], device=self.device,
                                              compile=self.compile, state_paths=states,

@@ -141,9 +141,8 @@ class Population:
             self.problems = {k: v.repeat(members, *[1] * (v.dim() - 1))
                              for k, v in problems.items()}
             self.params, self.grad = params.repeat(members, 1), grad.repeat(members, 1)
-            self.state = self._stack({name: p.detach().expand(members, *p.shape)
-                                      for name, p in self.named}).init_state(
-                self.params, task.segments)
+            self.state = Stacked.copies(self.module, members).init_state(self.params,
+                                                                          task.segments)
             self.initial_loss = loss.detach().view(1, -1)
 
     def _stack(self, weights: dict[str, Tensor]) -> Stacked:

@@ -43,6 +43,12 @@ def log_ratio(loss: Tensor, initial: Tensor) -> Tensor:
     return torch.log(loss.clamp_min(TINY) / initial.clamp_min(TINY))
 
 
+def all_finite(tensors: Sequence[Tensor]) -> bool:
+    """Whether every value of ``tensors`` (meta-gradients) is finite, with one host
+    synchronisation."""
+    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
 class MetaStep:
     """One update of a training state's weights from a meta-loss or a meta-gradient.
 
@@ -79,7 +85,7 @@ class MetaStep:
     def _apply(self) -> bool:
         grads = [p.grad for p in self.state.optimizer.parameters() if p.grad is not None]
         self.ranks.average(grads)
-        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+        if not all_finite(grads):
             return self._skip()
         self.state.meta_optimizer.step()
         return True

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -37,8 +37,7 @@ from ..optimizers.base import LearnedOptimizer
 from ..optimizers.stacked import Stacked
 from ..tasks.base import Problems, Task
 from .callbacks import Checkpointing, DivergenceCheck, Monitors
-from .estimators import log_ratio, truncated_rollout
-from .evaluate import evaluate
+from .estimators import all_finite, truncated_rollout
 from .state import (
     MetaTrainingDiverged,
     MetaTrainingInterrupted,
@@ -47,7 +46,7 @@ from .state import (
     TrainState,
     load_training_state,
 )
-from .train import MetaTrainer
+from .train import MetaTrainer, final_objective
 
 __all__ = ["GroupMetaStep", "GroupTrainer", "groupable", "meta_train_group"]
 
@@ -88,7 +87,7 @@ class GroupMetaStep:
         for m in chosen:
             state = self.states[m]
             grads = [p.grad for p in state.optimizer.parameters() if p.grad is not None]
-            if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+            if not all_finite(grads):
                 self._skip(m)
                 continue
             state.meta_optimizer.step()
@@ -106,7 +105,10 @@ class Member:
     trainer: MetaTrainer
     state: TrainState | None = None
     diverged: MetaTrainingDiverged | None = None
-    callbacks: list = field(default_factory=list)
+
+    @property
+    def callbacks(self) -> list:
+        return self.trainer.callbacks
 
 
 class GroupTrainer:
@@ -136,18 +138,18 @@ class GroupTrainer:
                              "its members cannot run as one group; meta-train them one by one")
         if len(seeds) != len(optimizers):
             raise ValueError(f"{len(optimizers)} optimizers need as many seeds, got {len(seeds)}")
-        paths = [None] * len(optimizers) if state_paths is None else list(state_paths)
-        if len(paths) != len(optimizers):
+        #: each member's training state file (``None``: none written)
+        self.paths = [None] * len(optimizers) if state_paths is None else list(state_paths)
+        if len(self.paths) != len(optimizers):
             raise ValueError(f"{len(optimizers)} optimizers need as many state paths, got "
-                             f"{len(paths)}")
+                             f"{len(self.paths)}")
         self.task, self.schedule, self.device, self.compile = task, schedule, device, compile
         self.members = []
-        for optimizer, seed, path in zip(optimizers, seeds, paths):
+        for optimizer, seed, path in zip(optimizers, seeds, self.paths):
             callbacks = [Monitors(monitors or {}), DivergenceCheck(),
                          *([] if path is None else [Checkpointing(path)])]
-            trainer = MetaTrainer(optimizer, task, schedule, seed=seed, device=device,
-                                  callbacks=callbacks)
-            self.members.append(Member(trainer, callbacks=callbacks))
+            self.members.append(Member(MetaTrainer(optimizer, task, schedule, seed=seed,
+                                                   device=device, callbacks=callbacks)))
         self.runner = self._runner()
 
     def _active(self) -> list[Member]:
@@ -243,11 +245,7 @@ def stacked_validation(runner, task: Task, problems: Sequence[Problems], steps: 
                        objective: str | None) -> list[float]:
     """Each member's ``validation_loss`` on its own ``problems``, from one rollout of the
     stack ``runner``."""
-    batch = stack_problems(problems)
-    final = evaluate(runner, task, batch, steps)[:, -1]
-    if objective == "log-ratio":
-        initial, _ = task.loss_and_grad(task.init_params(batch), batch, 0)
-        final = log_ratio(final, initial)
+    final = final_objective(runner, task, stack_problems(problems), steps, objective)
     totals = final.view(len(problems), -1).sum(1).tolist()
     count = final.shape[0] // len(problems)
     return [value / count if math.isfinite(value) else math.inf for value in totals]
@@ -276,11 +274,10 @@ def meta_train_group(optimizers: Sequence[LearnedOptimizer], task: Task,
     schedule = Schedule() if schedule is None else schedule
     group = GroupTrainer(optimizers, task, schedule, seeds=seeds, device=device,
                          state_paths=state_paths, monitors=monitors, compile=compile)
-    paths = [None] * len(optimizers) if state_paths is None else list(state_paths)
     payloads = [load_training_state(path, optimizer=optimizer, schedule=schedule, seed=seed,
                                     task=task)
                 if resume and path is not None and os.path.isfile(path) else None
-                for optimizer, seed, path in zip(optimizers, seeds, paths)]
+                for optimizer, seed, path in zip(optimizers, seeds, group.paths)]
     group.init(payloads)
     try:
         members = group.run()
@@ -291,7 +288,7 @@ def meta_train_group(optimizers: Sequence[LearnedOptimizer], task: Task,
             member.trainer.optimizer.load_state_dict(member.state.result.best_state)
         saved = next((c.saved_epoch for c in first.callbacks if isinstance(c, Checkpointing)),
                      first.state.epoch)
-        raise MetaTrainingInterrupted(result, paths[0], saved) from interrupt
+        raise MetaTrainingInterrupted(result, group.paths[0], saved) from interrupt
     out: list[TrainResult | MetaTrainingDiverged] = []
     for member in members:
         if member.diverged is not None:

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from ..checks import positive_int
 from ..optimizers.base import CompiledOptimizer, LearnedOptimizer, Optimizer
@@ -46,7 +47,18 @@ from .state import (
     weights_of,
 )
 
-__all__ = ["MetaTrainer", "meta_train", "validation_loss"]
+__all__ = ["MetaTrainer", "final_objective", "meta_train", "validation_loss"]
+
+
+def final_objective(optimizer: Optimizer, task: Task, problems: Problems, steps: int,
+                    objective: str | None = None) -> Tensor:
+    """Each problem's validation term ``(batch,)``: its loss after ``steps`` steps, or with
+    ``objective="log-ratio"`` the log of that loss over its initial loss."""
+    final = evaluate(optimizer, task, problems, steps)[:, -1]
+    if objective == "log-ratio":
+        initial, _ = task.loss_and_grad(task.init_params(problems), problems, 0)
+        final = log_ratio(final, initial)
+    return final
 
 
 def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps: int,
@@ -58,12 +70,7 @@ def validation_loss(optimizer: Optimizer, task: Task, problems: Problems, steps:
     first = next(iter(problems.values()))
     count, mine = len(first), ranks.shard(len(first))
     if mine.stop > mine.start:
-        share = select(problems, mine)
-        final = evaluate(optimizer, task, share, steps)[:, -1]
-        if objective == "log-ratio":
-            initial, _ = task.loss_and_grad(task.init_params(share), share, 0)
-            final = log_ratio(final, initial)
-        total = final.sum()
+        total = final_objective(optimizer, task, select(problems, mine), steps, objective).sum()
     else:  # more ranks than problems: this one has none
         total = torch.zeros((), device=first.device)
     value = float(ranks.sum(total)) / count

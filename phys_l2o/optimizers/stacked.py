@@ -11,9 +11,9 @@ optimizer on ``M`` times the problems::
     stacked = Stacked([hnn_seed_0, hnn_seed_1, hnn_seed_2])
     losses = evaluate(stacked, task, repeat(problems, 3), steps)   # (3 * B, steps)
 
-Built from member modules, the stacked weights are formed from the members' own parameters at
-every step (``torch.stack``, differentiable), so a meta-loss back-propagates into each
-member's weights and each member keeps its own meta-optimizer (``meta.group``). Built
+Built from member modules, the stacked weights are formed from the members' own parameters
+(``torch.stack``, differentiable) once per truncation, so a meta-loss back-propagates into
+each member's weights and each member keeps its own meta-optimizer (``meta.group``). Built
 ``with_weights``, the weights are fixed tensors ``(M, ...)``.
 
 The state is a ``StackedState``: the member state's tensors, each with a leading member axis,
@@ -143,6 +143,15 @@ class Stacked(nn.Module):
         stacked.fixed = dict(weights)
         return stacked
 
+    @classmethod
+    def copies(cls, template: LearnedOptimizer, count: int, *,
+               vectorize: bool | None = None) -> Stacked:
+        """``count`` copies of ``template`` with its own weights (``with_weights`` of its
+        trainable weights, expanded, not copied)."""
+        return cls.with_weights(template, {
+            name: p.detach().expand(count, *p.shape) for name, p in template.named_parameters()
+            if p.requires_grad}, vectorize=vectorize)
+
     def _setup(self, template: LearnedOptimizer, count: int, vectorize: bool | None) -> None:
         self.count = positive_int("members", count)
         self.vectorize = vectorize
@@ -157,9 +166,7 @@ class Stacked(nn.Module):
         """Whether ``vmap`` runs ``optimizer``'s step (two steps of two copies of it on a small
         problem, without meta-gradients): where it does not, a stack steps its members one by
         one and gains nothing."""
-        stacked = Stacked.with_weights(optimizer, {
-            name: p.detach().expand(2, *p.shape) for name, p in optimizer.named_parameters()
-            if p.requires_grad}, vectorize=True)
+        stacked = Stacked.copies(optimizer, 2, vectorize=True)
         params = torch.linspace(-1.0, 1.0, 10, device=next(optimizer.parameters()).device)
         params = params.view(2, 5)
         try:
