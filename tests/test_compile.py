@@ -84,11 +84,10 @@ def test_cli_compile_switch_defaults_to_auto():
 
 
 def test_a_piece_that_cannot_be_compiled_is_refused_at_once():
-    from phys_l2o import HNN, PortHamiltonianField
-    from phys_l2o.physics import ScalarPotentialMLP
+    from phys_l2o import HNN
 
-    optimizer = HNN(field=PortHamiltonianField(ScalarPotentialMLP(1)))
-    with pytest.raises(RuntimeError, match="ScalarPotentialMLP.*eager mode"):
+    optimizer = HNN(readout={"type": "flow-readout", "flow": "dopri5"})
+    with pytest.raises(RuntimeError, match="Dopri5Flow.*eager mode"):
         optimizer.compiled()
     paper = paper_schedule("quadratic", "hnn", "paper")
     assert use_compile(None, optimizer, paper) is False   # auto mode stays eager

@@ -23,7 +23,11 @@ from phys_l2o.optimizers.base import compile_available
 from phys_l2o.tasks import QuadraticTask
 
 SPECS = {"hnn": {"type": "hnn"}, "lstm": {"type": "lstm", "out_mul": 0.1},
-         "hnn-features": {"type": "hnn", "features": True, "normalize": False}}
+         "hnn-features": {"type": "hnn", "features": True, "normalize": False},
+         # a flow of several field evaluations, and a potential whose gradient is written out
+         "hnn-rk4": {"type": "hnn", "readout": {"type": "flow-readout", "flow": "rk4"}},
+         "hnn-scalar-potential": {"type": "hnn", "field": {
+             "type": "paper-field", "potential": "scalar-potential-mlp"}}}
 
 
 def members(spec: dict, seeds=(0, 1, 2)) -> list:
@@ -33,6 +37,7 @@ def members(spec: dict, seeds=(0, 1, 2)) -> list:
 @pytest.mark.parametrize("name", list(SPECS))
 def test_a_stack_steps_each_member_as_it_steps_alone(name):
     task, optimizers = QuadraticTask(), members(SPECS[name])
+    assert Stacked.vectorizable(optimizers[0])
     problems = task.sample(4, torch.Generator().manual_seed(0))
     together = evaluate(Stacked(optimizers), task, stack_problems([problems] * 3), 20)
     assert together.shape == (12, 20)
@@ -72,16 +77,16 @@ def test_a_stack_refuses_what_it_cannot_run():
     with pytest.raises(ValueError, match="weights must be"):
         Stacked.with_weights(template, {"nope": torch.zeros(2, 3)})
     assert Stacked.vectorizable(template)
-    # a derivative inside the step: vmap cannot run it, a stack would loop over its members
-    scalar = build({"type": "hnn", "field": {"type": "paper-field",
-                                             "potential": "scalar-potential-mlp"}}, "optimizer")
-    assert not Stacked.vectorizable(scalar)
-    looped = Stacked([scalar, build(scalar.spec(), "optimizer")])
+    # an adaptive step size inside the step: vmap cannot run it, a stack loops over its members
+    adaptive = build({"type": "hnn", "readout": {"type": "flow-readout", "flow": "dopri5"}},
+                   "optimizer")
+    assert not Stacked.vectorizable(adaptive)
+    looped = Stacked([adaptive, build(adaptive.spec(), "optimizer")])
     task = QuadraticTask()
     problems = task.sample(2, torch.Generator().manual_seed(0))
     with pytest.warns(RuntimeWarning, match="one by one"):
         losses = evaluate(looped, task, stack_problems([problems] * 2), 3)
-    torch.testing.assert_close(losses[:2], evaluate(scalar, task, problems, 3))
+    torch.testing.assert_close(losses[:2], evaluate(adaptive, task, problems, 3))
 
 
 SCHEDULE = Schedule(epochs=2, trajectories=3, steps=20, unroll=7, validation_problems=5,

@@ -137,6 +137,27 @@ def test_adjoint_matches_backpropagation(method):
         torch.testing.assert_close(g_adjoint, g_plain, atol=1e-7, rtol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["euler", "midpoint", "heun3", "rk4"])
+@pytest.mark.parametrize("options", [{}, {"horizon": 0.6, "options": {"step_size": 0.2}},
+                                     {"options": {"step_size": 0.3}}])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fixed_grid_flows_take_torchdiffeqs_steps_and_stack(method, options, dtype):
+    """The same grid (a shorter last step where h does not divide T) and the same operations as
+    ``torchdiffeq.odeint``, bit for bit; and, unlike odeint, they run under vmap."""
+    torch.manual_seed(0)
+    flow, field = make_flow(method, options), smooth_field(3).to(dtype)
+    q, q_dot = torch.randn(5, 3, dtype=dtype), torch.randn(5, 3, dtype=dtype)
+    t = torch.tensor([0.0, flow.horizon], dtype=dtype)
+    expected = odeint_field(field, q, q_dot, t, method=method, options=flow.options)
+    for got, want in zip(flow(field, q, q_dot), expected, strict=True):
+        assert torch.equal(got, want[-1])
+    with pytest.raises(RuntimeError):  # what these flows are for: odeint cannot be vmapped
+        torch.func.vmap(lambda a, b: odeint_field(field, a, b, t, method=method))(q, q_dot)
+    stacked = torch.func.vmap(lambda a, b: flow(field, a, b))(q, q_dot)
+    for got, want in zip(stacked, expected, strict=True):
+        torch.testing.assert_close(got, want[-1])
+
+
 def test_euler_readout_through_the_registry_is_the_default():
     grad, params = torch.randn(3, 10), torch.zeros(3, 10)
     outputs = []
@@ -171,6 +192,10 @@ def test_options_are_checked():
         make_readout("dopri5", 1, {"horizon": -1.0})
     with pytest.raises(ValueError, match="symplectic-euler"):
         make_flow("no-such-flow")
+    with pytest.raises(ValueError, match=r"takes only options.step_size.*\['perturb'\]"):
+        make_flow("midpoint", {"options": {"perturb": True}})
+    with pytest.raises(ValueError, match="step_size"):
+        make_flow("rk4", {"options": {"step_size": 0.0}})
     flow = make_flow("rk4", {"options": {"step_size": 0.25}})
     field = paper_field(1)
     with count_calls(field) as count:

@@ -106,9 +106,12 @@ class TorchdiffeqFlow(Flow):
     """A torchdiffeq solver over ``[0, horizon]``; the subclass fixes ``method``.
 
     Fixed-grid methods take one step of size ``horizon`` unless ``options`` gives a
-    ``step_size``. Adaptive methods pick one step size for the whole state tensor (every
-    coordinate of every problem), so a problem's result depends, within the tolerance, on the
-    others in its batch.
+    ``step_size``. Without the adjoint, their steps are taken here (``FIXED_GRID_STEPS``):
+    torchdiffeq's own step functions, the same operations in the same order, but without its
+    solver's preallocated solution tensor, which ``torch.func.vmap`` cannot fill, so that
+    optimizers with these flows stack (``optimizers.Stacked``). Adaptive methods pick one step
+    size for the whole state tensor (every coordinate of every problem), so a problem's result
+    depends, within the tolerance, on the others in its batch.
 
     Args:
         horizon: the integration time ``T``.
@@ -128,8 +131,21 @@ class TorchdiffeqFlow(Flow):
         self.rtol, self.atol = positive_number("rtol", rtol), positive_number("atol", atol)
         self.options = dict(options or {})
         self.adjoint = bool(adjoint)
+        extra = sorted(set(self.options) - {"step_size"})
+        if self.method in FIXED_GRID_STEPS and not self.adjoint and extra:
+            raise ValueError(f"the {self.method!r} flow takes only options.step_size (without "
+                             f"the adjoint), got {extra}")
+        if "step_size" in self.options:
+            positive_number("options.step_size", self.options["step_size"])
+        #: the fixed grid's step sizes by dtype, computed once (constants for torch.compile)
+        self.grids = {dtype: grid_steps(self.horizon, self.options.get("step_size"), dtype)
+                      for dtype in (torch.float16, torch.bfloat16, torch.float32,
+                                    torch.float64)}
 
     def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
+        if self.method in FIXED_GRID_STEPS and not self.adjoint:
+            return _fixed_grid(FIXED_GRID_STEPS[self.method], field, q, q_dot,
+                               self.grids[q.dtype])
         t = torch.tensor([0.0, self.horizon], dtype=q.dtype, device=q.device)
         q_t, q_dot_t = _odeint(field, q, q_dot, t, method=self.method, rtol=self.rtol,
                                atol=self.atol, options=self.options, adjoint=self.adjoint)
@@ -138,6 +154,84 @@ class TorchdiffeqFlow(Flow):
     def extra_repr(self) -> str:
         return (f"method={self.method!r}, horizon={self.horizon}, rtol={self.rtol}, "
                 f"atol={self.atol}, options={self.options}, adjoint={self.adjoint}")
+
+
+class _Pair:
+    """``(q, q_dot)`` with the arithmetic of one vector, for the stages of a Runge-Kutta step."""
+
+    __slots__ = ("q", "q_dot")
+
+    def __init__(self, q: Tensor, q_dot: Tensor) -> None:
+        self.q, self.q_dot = q, q_dot
+
+    def __add__(self, other: _Pair) -> _Pair:
+        return _Pair(self.q + other.q, self.q_dot + other.q_dot)
+
+    def __sub__(self, other: _Pair) -> _Pair:
+        return _Pair(self.q - other.q, self.q_dot - other.q_dot)
+
+    def __mul__(self, c: float) -> _Pair:
+        return _Pair(self.q * c, self.q_dot * c)
+
+
+# torchdiffeq's fixed-grid step functions (``torchdiffeq/_impl/fixed_grid.py``, ``rk_common``):
+# ``f`` the field on a pair, ``y`` the state at the step's start, ``dt`` its size; each returns
+# the increment ``dy`` (``rk4`` is torchdiffeq's, the 3/8 rule).
+
+
+def _euler_step(f, y: _Pair, dt: float) -> _Pair:
+    return f(y) * dt
+
+
+def _midpoint_step(f, y: _Pair, dt: float) -> _Pair:
+    return f(y + f(y) * (0.5 * dt)) * dt
+
+
+def _heun3_step(f, y: _Pair, dt: float) -> _Pair:
+    k1 = f(y)
+    k2 = f(y + k1 * dt * (1 / 3))
+    k3 = f(y + k2 * (2 / 3) * dt)
+    return (k1 * 0.25 + k3 * 0.75) * dt
+
+
+def _rk4_step(f, y: _Pair, dt: float) -> _Pair:
+    k1 = f(y)
+    k2 = f(y + k1 * dt * (1 / 3))
+    k3 = f(y + (k2 - k1 * (1 / 3)) * dt)
+    k4 = f(y + (k1 - k2 + k3) * dt)
+    return (k1 + (k2 + k3) * 3 + k4) * dt * 0.125
+
+
+#: the fixed-grid methods, by name: their step functions.
+FIXED_GRID_STEPS = {"euler": _euler_step, "midpoint": _midpoint_step, "heun3": _heun3_step,
+                    "rk4": _rk4_step}
+
+
+def grid_steps(horizon: float, step_size: float | None,
+               dtype: torch.dtype) -> tuple[float, ...]:
+    """The step sizes of torchdiffeq's fixed grid over ``[0, horizon]`` in ``dtype``: one
+    step, or ``ceil(T / h + 1)`` points ``k h`` with the last moved to ``T``, computed in the
+    state's dtype as torchdiffeq computes them."""
+    if step_size is None:
+        return (horizon,)
+    end = torch.tensor(horizon, dtype=dtype)
+    points = int(torch.ceil(end / step_size + 1).item())
+    grid = torch.arange(points, dtype=dtype) * step_size
+    grid[-1] = end
+    return tuple((grid[1:] - grid[:-1]).tolist())
+
+
+def _fixed_grid(step, field: nn.Module, q: Tensor, q_dot: Tensor,
+                dts: tuple[float, ...]) -> tuple[Tensor, Tensor]:
+    """``step`` over the grid's steps ``dts``, from ``(q, q_dot)``."""
+
+    def f(y: _Pair) -> _Pair:
+        return _Pair(*field(y.q, y.q_dot))
+
+    y = _Pair(q, q_dot)
+    for dt in dts:
+        y = y + step(f, y, dt)
+    return y.q, y.q_dot
 
 
 #: the torchdiffeq methods registered as flow maps.
