@@ -44,6 +44,8 @@ CONFIGS = {
     "with-task.toml": "[optimizer]\ntype = 'hnn'\n[task]\ntype = 'quadratic'\n",
     "scalar.toml": "[optimizer]\ntype = 'hnn'\n[optimizer.field]\ntype = 'port-hamiltonian'\n"
                    "potential = 'scalar-potential-mlp'\n",
+    "adaptive.toml": "[optimizer]\ntype = 'hnn'\n[optimizer.readout]\ntype = 'flow-readout'\n"
+                     "flow = 'dopri5'\n",
     "readout-flow.toml": "[optimizer]\ntype = 'hnn'\nreadout = 'rk4'\n",
     "task-as-optimizer.toml": "[optimizer]\ntype = 'quadratic'\n",
     "negative-width.toml": "[optimizer]\ntype = 'hnn'\n[optimizer.field]\n"
@@ -80,9 +82,8 @@ SWEEPS = {
     "sweep-variant.toml": SWEEP + "epoch = 3\n",
     "sweep-reference.toml": 'reference = "adam"\n' + SWEEP,
     "sweep-baseline.toml": SWEEP.replace('type = "sgd", lr = 0.01', 'type = "sgd", lr = -1'),
-    "sweep-scalar.toml": SWEEP.replace('{ type = "hnn" }', '{ type = "hnn", field = { type = '
-                                        '"port-hamiltonian", potential = "scalar-potential-mlp" '
-                                        '} }'),
+    "sweep-adaptive.toml": SWEEP.replace('{ type = "hnn" }', '{ type = "hnn", readout = { type '
+                                          '= "flow-readout", flow = "dopri5" } }'),
     "sweep-path-name.toml": SWEEP.replace('name = "s"', 'name = "../../elsewhere"'),
     "sweep-task.toml": SWEEP.replace('train = { type = "quadratic" }',
                                      'train = { type = "quadratic", dim = 0 }'),
@@ -177,7 +178,7 @@ CLI_CASES = [
     (["sweep", f"{W}/sweep.toml", "--out", f"{W}/earlier-sweep"], "holds a run of another sweep"),
     (["sweep", f"{W}/sweep.toml", "--out", f"{W}/a-file"], "is a file, not a folder"),
     (["sweep", f"{W}/sweep.toml", "--device", "tpu"], "invalid choice"),
-    (["sweep", f"{W}/sweep-scalar.toml", "--compile"], "cannot be compiled"),
+    (["sweep", f"{W}/sweep-adaptive.toml", "--compile"], "cannot be compiled"),
     (["reproduce", "quadratic", "--seed", "-1", "--out", f"{W}/new-run"],
      "expected an integer >= 0"),
     (["reproduce", "quadratic", "--device", "tpu"], "invalid choice"),
@@ -216,7 +217,7 @@ CLI_CASES = [
      "given twice"),
     ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/scalar.toml", "--optimizer", "hnn"],
      "not allowed with"),
-    ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/scalar.toml", "--compile"], "compile"),
+    ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/adaptive.toml", "--compile"], "compile"),
     ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/readout-flow.toml"],
      "is a flow map, not a read-out"),
     ([*TRAIN, "--out", f"{W}/x.pt", "--config", f"{W}/task-as-optimizer.toml"],

@@ -93,8 +93,13 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=120)
 
 
+def test_the_command_exits_nonzero_and_names_the_choices_from_a_fresh_process():
+    proc = run_cli("reproduce", "cubic")
+    assert proc.returncode != 0
+    assert "quadratic" in proc.stderr
+
+
 @pytest.mark.parametrize("args, expected", [
-    (["reproduce", "cubic"], "quadratic"),
     (["train", "--optimizer", "adamw", "--out", "x.pt"], "hnn-param"),
     (["train", "--config", "none.toml", "--out", "x.pt"], "no config file"),
     (["evaluate", "--optimizer", "adagrad"], "adam"),
@@ -102,10 +107,16 @@ def run_cli(*args):
     (["train", "--unroll", "-3", "--out", "x.pt"], "positive integer"),
     (["reproduce", "quadratic", "--budget", "huge"], "smoke"),
 ])
-def test_bad_options_exit_nonzero_and_name_the_choices(args, expected):
-    proc = run_cli(*args)
-    assert proc.returncode != 0
-    assert expected in proc.stderr
+def test_bad_options_exit_nonzero_and_name_the_choices(args, expected, capsys, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert code != 0
+    assert expected in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
