@@ -27,7 +27,7 @@ from common import evaluate_rate, meta_train_rate, mnist_root
 from torch import Tensor
 
 from phys_l2o.experiments.paper import learned_preset, paper_optimizer
-from phys_l2o.meta import Callback, Checkpointing, MetaTrainer, Schedule
+from phys_l2o.meta import Callback, Checkpointing, MetaTrainer, Monitors, Schedule
 from phys_l2o.meta.state import load_training_state
 from phys_l2o.optimizers.base import advance
 from phys_l2o.seeding import make_generator
@@ -65,8 +65,12 @@ def train(args, task) -> None:
     schedule = Schedule(epochs=args.epochs, trajectories=20, meta_batch=1, steps=100,
                         unroll=preset["unroll"], meta_lr=preset["meta_lr"],
                         validation_problems=20)
+    # the ReLU net watched after every epoch, as `phys-l2o reproduce mnist` does (`--monitor`)
+    watched = ({"relu": MNISTTask("relu", steps=args.steps, pool="train",
+                                  data_root=mnist_root(args.data_root))} if args.monitor else {})
     trainer = MetaTrainer(optimizer, task, schedule, seed=args.seed, compile=args.compile,
-                          callbacks=[EveryEpoch(args.out), Checkpointing(state_path)])
+                          callbacks=[Monitors(watched), EveryEpoch(args.out),
+                                     Checkpointing(state_path)])
     payload = (load_training_state(state_path, optimizer=optimizer, schedule=schedule,
                                    seed=args.seed, task=task)
                if state_path.is_file() else None)
@@ -164,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--monitor", action="store_true",
+                        help="train: validate the ReLU net after every epoch too")
     parser.add_argument("--compile", action="store_true",
                         help="the compiled step (what `phys-l2o reproduce` runs), not eager")
     parser.add_argument("--data-root", default=None, help="folder holding MNIST/raw/")
