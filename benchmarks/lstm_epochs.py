@@ -128,7 +128,7 @@ def profile(args, task) -> None:
         optimizer.load_state_dict(torch.load(args.out / f"epoch-{epoch}.pt"))
         if args.compile:
             optimizer = optimizer.compiled()
-        inside[epoch] = {flush: None for flush in (False, True)}
+        inside[epoch] = {}
         for flush in (False, True):
             torch.set_flush_denormal(flush)
             inside[epoch][flush] = trajectory_profile(optimizer, task, args.steps)

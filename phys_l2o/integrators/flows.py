@@ -131,21 +131,23 @@ class TorchdiffeqFlow(Flow):
         self.rtol, self.atol = positive_number("rtol", rtol), positive_number("atol", atol)
         self.options = dict(options or {})
         self.adjoint = bool(adjoint)
-        extra = sorted(set(self.options) - {"step_size"})
-        if self.method in FIXED_GRID_STEPS and not self.adjoint and extra:
-            raise ValueError(f"the {self.method!r} flow takes only options.step_size (without "
-                             f"the adjoint), got {extra}")
         if "step_size" in self.options:
             positive_number("options.step_size", self.options["step_size"])
-        #: the fixed grid's step sizes by dtype, computed once (constants for torch.compile)
-        self.grids = {dtype: grid_steps(self.horizon, self.options.get("step_size"), dtype)
-                      for dtype in (torch.float16, torch.bfloat16, torch.float32,
-                                    torch.float64)}
+        #: the step function taken here (a fixed-grid method without the adjoint), else None
+        self.step_function = None if self.adjoint else FIXED_GRID_STEPS.get(self.method)
+        if self.step_function is not None:
+            extra = sorted(set(self.options) - {"step_size"})
+            if extra:
+                raise ValueError(f"the {self.method!r} flow takes only options.step_size "
+                                 f"(without the adjoint), got {extra}")
+            #: the grid's step sizes by dtype, computed once (constants for torch.compile)
+            self.grids = {dtype: grid_steps(self.horizon, self.options.get("step_size"), dtype)
+                          for dtype in (torch.float16, torch.bfloat16, torch.float32,
+                                        torch.float64)}
 
     def forward(self, field: nn.Module, q: Tensor, q_dot: Tensor) -> tuple[Tensor, Tensor]:
-        if self.method in FIXED_GRID_STEPS and not self.adjoint:
-            return _fixed_grid(FIXED_GRID_STEPS[self.method], field, q, q_dot,
-                               self.grids[q.dtype])
+        if self.step_function is not None:
+            return _fixed_grid(self.step_function, field, q, q_dot, self.grids[q.dtype])
         t = torch.tensor([0.0, self.horizon], dtype=q.dtype, device=q.device)
         q_t, q_dot_t = _odeint(field, q, q_dot, t, method=self.method, rtol=self.rtol,
                                atol=self.atol, options=self.options, adjoint=self.adjoint)
@@ -234,11 +236,11 @@ def _fixed_grid(step, field: nn.Module, q: Tensor, q_dot: Tensor,
     return y.q, y.q_dot
 
 
-#: the torchdiffeq methods registered as flow maps.
-ODE_METHODS = ("euler", "midpoint", "heun3", "rk4", "bosh3", "dopri5", "dopri8")
-#: the adaptive ones: their step-size control depends on the data, which torch.compile cannot
-#: trace (``compilable = False``).
+#: torchdiffeq's adaptive methods: their step-size control depends on the data, which
+#: torch.compile cannot trace (``compilable = False``).
 ADAPTIVE_METHODS = ("bosh3", "dopri5", "dopri8")
+#: the torchdiffeq methods registered as flow maps: the fixed-grid ones, then the adaptive.
+ODE_METHODS = (*FIXED_GRID_STEPS, *ADAPTIVE_METHODS)
 
 for _method in ODE_METHODS:
     _name = f"{_method.capitalize()}Flow"
